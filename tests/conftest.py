@@ -1,0 +1,21 @@
+"""Shared test setup: real data from $ZOO_DATA_DIR (default ../shared/data), quiet TensorFlow."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The read-only directory of official dataset files."""
+    path = Path(os.environ.get("ZOO_DATA_DIR", ""))
+    if not (path / "mnist").is_dir():
+        pytest.fail(f"ZOO_DATA_DIR={path!s} does not hold the datasets; point it at ../shared/data")
+    return path

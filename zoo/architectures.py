@@ -1,0 +1,221 @@
+"""Model builders, one per architecture family, all with the functional API.
+
+Every builder takes raw inputs (uint8 images or raw strings) and keeps its
+preprocessing (``Rescaling``, ``TextVectorization``) inside the model, so a
+loaded model predicts straight from what ``zoo.datasets.load`` returns.
+Image models end in a softmax over the classes; text models in a single
+sigmoid unit (probability of the positive class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+__all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_rnn", "text_vectorizer"]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_input(input_shape: Sequence[int]):
+    inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
+    return inputs, layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+
+
+def _head(x, num_classes: int, dropout: float):
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = "", activation: bool = True):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if activation else x
+
+
+def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
+    """Dense baseline: Flatten, then Dense + Dropout layers."""
+    inputs, x = _image_input(input_shape)
+    x = layers.Flatten(name="flatten")(x)
+    for i, n in enumerate(units):
+        x = layers.Dense(n, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{i}")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3):
+    """Conv2D + BatchNormalization CNN: per stage two conv-BN-ReLU and a max-pool."""
+    inputs, x = _image_input(input_shape)
+    for s, f in enumerate(filters):
+        x = _conv_bn(x, f, name=f"stage{s}a")
+        x = _conv_bn(x, f, name=f"stage{s}b")
+        if s < len(filters) - 1:
+            x = layers.MaxPooling2D(2, name=f"stage{s}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(dense, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, dropout), name="bn_cnn")
+
+
+def sepconv(input_shape=(28, 28, 1), num_classes=10, stem=32, filters=(64, 128, 256), dropout=0.3):
+    """Separable convnet: a strided Conv2D stem, then SeparableConv2D + BN stages."""
+    inputs, x = _image_input(input_shape)
+    x = _conv_bn(x, stem, strides=2, name="stem")  # 28x28 -> 14x14 keeps the separable stages cheap
+    for s, f in enumerate(filters):
+        for part in "ab":
+            x = layers.SeparableConv2D(f, 3, padding="same", use_bias=False, name=f"stage{s}{part}_sepconv")(x)
+            x = layers.BatchNormalization(name=f"stage{s}{part}_bn")(x)
+            x = layers.Activation("relu", name=f"stage{s}{part}_relu")(x)
+        if s < len(filters) - 1:
+            x = layers.MaxPooling2D(2, padding="same", name=f"stage{s}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, num_classes, dropout), name="sepconv")
+
+
+def _residual_block(x, filters: int, strides: int, name: str):
+    shortcut = x
+    y = _conv_bn(x, filters, strides=strides, name=f"{name}_1")
+    y = _conv_bn(y, filters, name=f"{name}_2", activation=False)
+    if strides != 1 or x.shape[-1] != filters:  # 1x1 projection shortcut
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2):
+    """Residual CNN: identity shortcuts inside a stage, 1x1 projections between stages."""
+    inputs, x = _image_input(input_shape)
+    x = _conv_bn(x, stem, strides=stem_strides, name="stem")
+    for s, f in enumerate(filters):
+        for b in range(blocks):
+            strides = 2 if (s > 0 and b == 0) else 1
+            x = _residual_block(x, f, strides, name=f"stage{s}_block{b}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, num_classes, dropout), name="residual")
+
+
+def _inception_module(x, b1: int, b3: int, b3_reduce: int, bpool: int, name: str):
+    branch1 = _conv_bn(x, b1, kernel=1, name=f"{name}_1x1")
+    branch3 = _conv_bn(x, b3_reduce, kernel=1, name=f"{name}_3x3reduce")
+    branch3 = _conv_bn(branch3, b3, kernel=3, name=f"{name}_3x3")
+    pooled = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    pooled = _conv_bn(pooled, bpool, kernel=1, name=f"{name}_poolproj")
+    return layers.Concatenate(name=f"{name}_concat")([branch1, branch3, pooled])
+
+
+def inception(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    stem=32,
+    stem_strides=1,
+    modules=((16, 32, 16, 16), (32, 64, 32, 32), (64, 96, 48, 32)),
+    dropout=0.3,
+):
+    """Inception-style CNN: modules of parallel 1x1, 3x3 and pooled branches, concatenated.
+
+    ``modules`` holds, per module, the filters of the 1x1 branch, the 3x3
+    branch, the 1x1 reduction before the 3x3, and the pooled branch's 1x1.
+    """
+    inputs, x = _image_input(input_shape)
+    x = _conv_bn(x, stem, strides=stem_strides, name="stem")
+    for m, (b1, b3, b3r, bp) in enumerate(modules):
+        if m > 0:
+            x = layers.MaxPooling2D(2, name=f"module{m}_downsample")(x)
+        x = _inception_module(x, b1, b3, b3r, bp, name=f"module{m}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, num_classes, dropout), name="inception")
+
+
+# --------------------------------------------------------------------------- text
+
+
+_VECTORIZE = {
+    "text_conv1d": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 400)},
+    "text_rnn": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 300)},
+    "text_bow": lambda p: {"output_mode": "multi_hot", "ngrams": p.get("ngrams", 2)},
+}
+
+
+def text_vectorizer(builder: str, vocabulary=None, max_tokens: int = 20000, **params):
+    """The ``TextVectorization`` layer a text builder uses, for its hyperparameters.
+
+    Call ``adapt`` on it to learn a vocabulary, then pass
+    ``get_vocabulary(include_special_tokens=False)`` to the builder.
+    """
+    return layers.TextVectorization(
+        max_tokens=max_tokens,
+        vocabulary=list(vocabulary) if vocabulary is not None else None,
+        name="vectorize",
+        **_VECTORIZE[builder](params),
+    )
+
+
+def _text_input(builder: str, vocabulary, params: dict):
+    if vocabulary is None:
+        raise ValueError(f"{builder} needs a vocabulary: adapt zoo.architectures.text_vectorizer({builder!r}) on training texts")
+    inputs = keras.Input(shape=(1,), dtype="string", name="text")
+    return inputs, text_vectorizer(builder, vocabulary, **params)(inputs)
+
+
+def _binary_head(x, dropout: float):
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(1, activation="sigmoid", name="probability")(x)
+
+
+def text_conv1d(vocabulary=None, max_tokens=20000, sequence_length=400, embedding_dim=64, filters=128, kernel_size=5, dropout=0.5):
+    """Embedding + Conv1D / MaxPooling1D / GlobalMaxPooling1D text classifier."""
+    inputs, x = _text_input("text_conv1d", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
+    x = layers.Embedding(max_tokens, embedding_dim, name="embedding")(x)
+    x = layers.Dropout(dropout / 2, name="embedding_dropout")(x)
+    x = layers.Conv1D(filters, kernel_size, activation="relu", name="conv1")(x)
+    x = layers.MaxPooling1D(3, name="pool1")(x)
+    x = layers.Conv1D(filters, kernel_size, activation="relu", name="conv2")(x)
+    x = layers.GlobalMaxPooling1D(name="global_max")(x)
+    return keras.Model(inputs, _binary_head(x, dropout), name="text_conv1d")
+
+
+def text_rnn(vocabulary=None, max_tokens=20000, sequence_length=300, embedding_dim=64, units=32, cell="gru", dropout=0.5):
+    """Embedding + bidirectional LSTM or GRU text classifier."""
+    if cell not in ("gru", "lstm"):
+        raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+    inputs, x = _text_input("text_rnn", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
+    x = layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(x)
+    rnn = layers.GRU if cell == "gru" else layers.LSTM
+    x = layers.Bidirectional(rnn(units), name=f"bi{cell}")(x)
+    return keras.Model(inputs, _binary_head(x, dropout), name="text_rnn")
+
+
+def text_bow(vocabulary=None, max_tokens=20000, ngrams=2, units=16, dropout=0.5):
+    """Bag-of-words (multi-hot n-grams) dense classifier."""
+    inputs, x = _text_input("text_bow", vocabulary, {"max_tokens": max_tokens, "ngrams": ngrams})
+    x = layers.Dense(units, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _binary_head(x, dropout), name="text_bow")
+
+
+BUILDERS = {
+    "mlp": mlp,
+    "bn_cnn": bn_cnn,
+    "sepconv": sepconv,
+    "residual": residual,
+    "inception": inception,
+    "text_conv1d": text_conv1d,
+    "text_rnn": text_rnn,
+    "text_bow": text_bow,
+}
+
+TEXT_BUILDERS = frozenset(_VECTORIZE)
+
+
+def build(builder: str, **params) -> keras.Model:
+    """Build an architecture by its builder name with the given hyperparameters."""
+    try:
+        fn = BUILDERS[builder]
+    except KeyError:
+        raise ValueError(f"unknown builder {builder!r}; expected one of {', '.join(BUILDERS)}") from None
+    return fn(**params)

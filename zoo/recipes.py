@@ -1,0 +1,87 @@
+"""The recipes that train every zoo entry: architecture, hyperparameters and schedule.
+
+``zoo.train(name)`` runs ``RECIPES[name]`` and records it, with its results,
+in the registry. Each recipe fits on the ``train`` split minus a seeded,
+stratified early-stopping slice of ``early_stopping_size`` examples; the
+``validation`` split is never seen in training (it is reserved for blending).
+All recipes are sized to finish in at most 20 minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["RECIPES", "recipe"]
+
+
+def _callbacks(patience: int, lr_patience: int) -> dict:
+    return {
+        "early_stopping": {"monitor": "val_loss", "patience": patience, "restore_best_weights": True},
+        "model_checkpoint": {"monitor": "val_loss", "save_best_only": True, "save_weights_only": True},
+        "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": lr_patience, "min_lr": 1.0e-5},
+        "csv_logger": {"filename": "training.csv"},
+        "tensorboard": {"histogram_freq": 1},
+    }
+
+
+def _schedule(epochs: int, *, lr: float = 1e-3, batch_size: int = 128, patience: int = 4, lr_patience: int = 2, es: int = 5000, seed: int = 1) -> dict:
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": {"name": "adam", "learning_rate": lr},
+        "early_stopping_size": es,
+        "callbacks": _callbacks(patience, lr_patience),
+        "seed": seed,
+    }
+
+
+_IMAGE_FAMILIES = {
+    # family: (builder, params, epochs on MNIST, epochs on Fashion-MNIST)
+    "mlp": ("mlp", {"units": [512, 256], "dropout": 0.3}, 30, 40),
+    "bn_cnn": ("bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3}, 8, 14),
+    "sepconv": ("sepconv", {"stem": 32, "filters": [64, 128, 256], "dropout": 0.3}, 10, 20),
+    "residual": ("residual", {"stem": 32, "stem_strides": 2, "filters": [32, 64, 128], "blocks": 1, "dropout": 0.2}, 10, 18),
+    "inception": (
+        "inception",
+        {"stem": 32, "stem_strides": 2, "modules": [[16, 32, 16, 16], [32, 64, 32, 32], [64, 96, 48, 32]], "dropout": 0.3},
+        10,
+        18,
+    ),
+}
+
+RECIPES: dict[str, dict] = {}
+for _dataset in ("mnist", "fashion_mnist"):
+    for _family, (_builder, _params, _e_mnist, _e_fashion) in _IMAGE_FAMILIES.items():
+        RECIPES[f"{_dataset}_{_family}"] = {
+            "dataset": _dataset,
+            "builder": _builder,
+            "params": {"input_shape": [28, 28, 1], "num_classes": 10, **_params},
+            "recipe": _schedule(_e_mnist if _dataset == "mnist" else _e_fashion),
+        }
+
+RECIPES["imdb_conv1d"] = {
+    "dataset": "imdb",
+    "builder": "text_conv1d",
+    "params": {"max_tokens": 20000, "sequence_length": 400, "embedding_dim": 64, "filters": 128, "kernel_size": 5, "dropout": 0.5},
+    "recipe": _schedule(8, batch_size=64, patience=2, lr_patience=1, es=2000),
+}
+RECIPES["imdb_bigru"] = {
+    "dataset": "imdb",
+    "builder": "text_rnn",
+    "params": {"max_tokens": 20000, "sequence_length": 300, "embedding_dim": 64, "units": 32, "cell": "gru", "dropout": 0.5},
+    "recipe": _schedule(8, batch_size=64, patience=2, lr_patience=1, es=2000),
+}
+RECIPES["imdb_bow"] = {
+    "dataset": "imdb",
+    "builder": "text_bow",
+    "params": {"max_tokens": 20000, "ngrams": 2, "units": 16, "dropout": 0.5},
+    "recipe": _schedule(10, batch_size=64, patience=2, lr_patience=1, es=2000),
+}
+
+
+def recipe(name: str) -> dict:
+    """A deep copy of the recipe for ``name``."""
+    try:
+        return copy.deepcopy(RECIPES[name])
+    except KeyError:
+        raise KeyError(f"no recipe for {name!r}; known recipes: {', '.join(RECIPES)}") from None
