@@ -1,0 +1,37 @@
+"""A zoo of pretrained Keras models for MNIST, Fashion-MNIST and IMDB.
+
+>>> import zoo
+>>> zoo.list_models("fashion_mnist_*")          # doctest: +SKIP
+>>> model = zoo.load("fashion_mnist_bn_cnn")     # compiled keras.Model, sha256-checked
+>>> X, y = zoo.datasets.load("fashion_mnist", "test")
+
+TensorFlow is imported only when a model is built, loaded or trained.
+"""
+
+from zoo import datasets
+from zoo._files import ChecksumError, DataUnavailableError
+from zoo.models import evaluate, info, list_models, load, predict_proba
+from zoo.registry import Registry, RegistryError
+
+
+def train(name, **kwargs):
+    """Re-run the recipe of ``name``; see :func:`zoo.training.train`."""
+    from zoo.training import train as _train
+
+    return _train(name, **kwargs)
+
+
+__all__ = [
+    "ChecksumError",
+    "DataUnavailableError",
+    "Registry",
+    "RegistryError",
+    "datasets",
+    "evaluate",
+    "info",
+    "list_models",
+    "load",
+    "predict_proba",
+    "train",
+]
+__version__ = "0.1.0"
