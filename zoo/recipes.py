@@ -38,7 +38,7 @@ def _schedule(epochs: int, *, lr: float = 1e-3, batch_size: int = 128, patience:
 _IMAGE_FAMILIES = {
     # family: (builder, params, epochs on MNIST, epochs on Fashion-MNIST)
     "mlp": ("mlp", {"units": [512, 256], "dropout": 0.3}, 30, 40),
-    "bn_cnn": ("bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3}, 8, 14),
+    "bn_cnn": ("bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3}, 8, 12),
     "sepconv": ("sepconv", {"stem": 32, "filters": [64, 128, 256], "dropout": 0.3}, 10, 20),
     "residual": ("residual", {"stem": 32, "stem_strides": 2, "filters": [32, 64, 128], "blocks": 1, "dropout": 0.2}, 10, 18),
     "inception": (
