@@ -59,7 +59,7 @@ def test_installed_wheel_loads_a_model_outside_the_source_tree(wheel, tmp_path):
     assert float(accuracy) > 0.95
 
 
-@pytest.mark.parametrize("module", ["ensemble", "zoo", "zoo.datasets"])
+@pytest.mark.parametrize("module", ["zoo", "zoo.datasets", "zoo.cli", "ensemble.cli"])  # plain `ensemble`: test_ensemble_checks
 def test_import_does_not_pay_for_tensorflow(module):
     code = f"import sys, {module}; print(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout

@@ -76,8 +76,8 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
     if result is None:
         return EXIT_OK
     if args.json:
-        payload = result.data if isinstance(result, Output) else result
-        stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        payload = _finite(result.data if isinstance(result, Output) else result)
+        stdout.write(json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n")
     else:
         stdout.write(str(result).rstrip("\n") + "\n")
     stdout.flush()
@@ -113,6 +113,17 @@ class Output:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _finite(obj):
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj):

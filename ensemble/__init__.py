@@ -1,0 +1,26 @@
+"""Scikit-learn-compatible ensembles of Keras, scikit-learn and XGBoost models.
+
+>>> from ensemble import BlendClassifier
+>>> blend = BlendClassifier([cnn, mlp, FrozenEstimator(forest)], method="slsqp")  # doctest: +SKIP
+>>> blend.fit(X_valid, y_valid).predict_proba(X_test)                             # doctest: +SKIP
+
+Members take the same raw inputs and own their preprocessing. Keras is
+imported only when a Keras member is saved, restored or fused.
+"""
+
+from ensemble import solvers
+from ensemble._keras import KerasMember
+from ensemble.blend import BlendClassifier, BlendRegressor
+from ensemble.diversity import Diversity, diversity
+from ensemble.stack import StackClassifier, StackRegressor
+
+__all__ = [
+    "BlendClassifier",
+    "BlendRegressor",
+    "Diversity",
+    "KerasMember",
+    "StackClassifier",
+    "StackRegressor",
+    "diversity",
+    "solvers",
+]

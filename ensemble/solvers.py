@@ -1,0 +1,223 @@
+"""Weight solvers for blending: pure numpy/scipy, on stacked member predictions.
+
+Every solver takes ``P``, the members' predictions stacked along the first
+axis, and returns one non-negative weight per member, summing to 1:
+
+- classification: ``P`` of shape ``(m, n, k)`` holds probabilities and ``y``
+  holds class indices ``0 .. k - 1`` (columns of ``P``);
+- regression: ``P`` of shape ``(m, n)`` holds predictions and ``y`` targets.
+"""
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+from sklearn.utils import check_random_state
+
+__all__ = ["caruana_weights", "nnls_weights", "slsqp_weights"]
+
+
+def _is_classification(P):
+    if P.ndim not in (2, 3):
+        raise ValueError(f"P must have shape (m, n, k) or (m, n); got {P.shape}")
+    return P.ndim == 3
+
+
+def _true_class_proba(P, y):
+    """``Q[i, j] = P[i, j, y[j]]``: each member's probability of the true class."""
+    return P[:, np.arange(P.shape[1]), y]
+
+
+def _eps(P):
+    return np.finfo(P.dtype).eps  # as sklearn.metrics.log_loss clips
+
+
+def slsqp_weights(P, y, *, tol=1e-10, max_iter=200):
+    """Weights minimising log loss (classification) or squared error (regression).
+
+    Solved with SLSQP on the probability simplex with analytic gradients. Only
+    each member's probability of the true class enters the log loss, so one
+    iteration costs ``O(m n)``.
+
+    Parameters
+    ----------
+    P : ndarray of shape (m, n, k) or (m, n)
+        Member probabilities or predictions.
+    y : ndarray of shape (n,)
+        Class indices or regression targets.
+    tol, max_iter : float, int
+        SLSQP tolerance and iteration limit.
+
+    Returns
+    -------
+    weights : ndarray of shape (m,)
+    """
+    P = np.asarray(P, dtype=np.float64)
+    classification = _is_classification(P)
+    m, n = P.shape[:2]
+    if classification:
+        Q = _true_class_proba(P, y)
+        eps = _eps(Q)
+
+        def fun(w):
+            p = np.maximum(w @ Q, eps)
+            return -np.log(p).mean(), -(Q @ (1.0 / p)) / n
+
+    else:
+        y = np.asarray(y, dtype=np.float64)
+        scale = n * (np.var(y) or 1.0)  # unit-free objective, so ``tol`` means the same for any target
+
+        def fun(w):
+            r = w @ P - y
+            return r @ r / scale, 2.0 * (P @ r) / scale
+
+    result = minimize(
+        fun,
+        np.full(m, 1.0 / m),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        options={"ftol": tol, "maxiter": max_iter},
+    )
+    return _normalise(result.x)
+
+
+def nnls_weights(P, Y):
+    """Non-negative least squares of the targets on the members, normalised to sum to 1.
+
+    Parameters
+    ----------
+    P : ndarray of shape (m, n, k) or (m, n)
+        Member probabilities or predictions.
+    Y : ndarray of shape (n, k) or (n,)
+        One-hot targets (classification) or targets (regression). For
+        classification, class indices of shape ``(n,)`` are one-hot encoded.
+
+    Returns
+    -------
+    weights : ndarray of shape (m,)
+    """
+    P = np.asarray(P, dtype=np.float64)
+    Y = np.asarray(Y)
+    if _is_classification(P) and Y.ndim == 1:
+        Y = np.eye(P.shape[2])[Y]
+    A = P.reshape(P.shape[0], -1)  # (m, n * k)
+    b = Y.reshape(-1).astype(np.float64)
+    # Solve on the m x m normal equations: ||Aw - b||^2 = ||L'w - L^-1 A b||^2 + const.
+    try:
+        L = np.linalg.cholesky(A @ A.T)
+        w, _ = nnls(L.T, np.linalg.solve(L, A @ b))
+    except np.linalg.LinAlgError:  # collinear members
+        w, _ = nnls(A.T, b)
+    return _normalise(w)
+
+
+def caruana_weights(
+    P,
+    y,
+    *,
+    score=None,
+    ensemble_size=25,
+    n_init=1,
+    n_bags=1,
+    bag_fraction=0.5,
+    random_state=None,
+):
+    """Greedy forward selection with replacement (Caruana et al., 2004).
+
+    Starts from the ``n_init`` best members (sorted initialisation), then
+    repeatedly adds the member, possibly again, whose addition scores best,
+    up to ``ensemble_size`` selections; the best ensemble along the way is
+    kept. Weights are selection counts divided by their sum. With
+    ``n_bags > 1`` each bag selects from a random ``bag_fraction`` of the
+    members and the bags' weights are averaged.
+
+    Parameters
+    ----------
+    P : ndarray of shape (m, n, k) or (m, n)
+        Member probabilities or predictions.
+    y : ndarray of shape (n,)
+        Class indices or regression targets.
+    score : callable, default=None
+        ``score(y, pred) -> float``, higher is better, where ``pred`` is the
+        averaged ``(n, k)`` probabilities or ``(n,)`` predictions. None uses
+        negative log loss (classification) or negative mean squared error
+        (regression), computed incrementally.
+    ensemble_size : int, default=25
+        Number of selections, initial ones included.
+    n_init : int, default=1
+        Size of the sorted initialisation.
+    n_bags : int, default=1
+        Number of bags.
+    bag_fraction : float, default=0.5
+        Fraction of the members drawn (without replacement) for each bag;
+        used when ``n_bags > 1``.
+    random_state : int, RandomState instance or None, default=None
+        Draws the bags.
+
+    Returns
+    -------
+    weights : ndarray of shape (m,)
+    """
+    P = np.asarray(P, dtype=np.float64)
+    m = P.shape[0]
+    classification = _is_classification(P)
+    if score is None:
+        # The default losses only need each member's true-class probability / residual.
+        X = _true_class_proba(P, y) if classification else P - np.asarray(y, dtype=np.float64)
+        if classification:
+            eps = _eps(X)
+
+            def batch_score(S):
+                return np.log(np.maximum(S, eps)).mean(axis=-1)
+
+        else:
+
+            def batch_score(S):
+                return -(S * S).mean(axis=-1)
+
+    else:
+        X = P
+
+        def batch_score(S):
+            return np.array([score(y, s) for s in S])
+
+    if n_bags == 1:
+        return _select(X, np.arange(m), batch_score, ensemble_size, n_init)
+    rng = check_random_state(random_state)
+    size = max(1, int(round(bag_fraction * m)))
+    weights = np.zeros(m)
+    for _ in range(n_bags):
+        bag = np.sort(rng.choice(m, size=size, replace=False))
+        weights += _select(X, bag, batch_score, ensemble_size, n_init)
+    return weights / n_bags
+
+
+def _select(X, candidates, batch_score, ensemble_size, n_init):
+    """Forward selection among ``X[candidates]``; returns weights over all members."""
+    Xc = X[candidates]
+    individual = batch_score(Xc)
+    order = np.argsort(-individual, kind="stable")
+    counts = np.zeros(len(candidates))
+    n_init = min(n_init, len(candidates), ensemble_size)
+    counts[order[:n_init]] = 1
+    total = Xc[order[:n_init]].sum(axis=0)  # running sum of the selected predictions
+    best_score = batch_score(total[np.newaxis] / n_init)[0]
+    best_counts = counts.copy()
+    for t in range(n_init, ensemble_size):
+        scores = batch_score((total + Xc) / (t + 1))
+        i = int(np.argmax(scores))
+        counts[i] += 1
+        total += Xc[i]
+        if scores[i] > best_score:
+            best_score, best_counts = scores[i], counts.copy()
+    weights = np.zeros(X.shape[0])
+    weights[candidates] = best_counts / best_counts.sum()
+    return weights
+
+
+def _normalise(w):
+    w = np.clip(np.asarray(w, dtype=np.float64), 0.0, None)
+    total = w.sum()
+    if not np.isfinite(total) or total <= 0:
+        return np.full(len(w), 1.0 / len(w))
+    return w / total
