@@ -4,7 +4,8 @@ Every builder takes raw inputs (uint8 images or raw strings) and keeps its
 preprocessing (``Rescaling``, ``TextVectorization``) inside the model, so a
 loaded model predicts straight from what ``zoo.datasets.load`` returns.
 Image models end in a softmax over the classes; text models in a single
-sigmoid unit (probability of the positive class).
+sigmoid unit (probability of the positive class). Output layers compute in
+float32, so models trained under a ``mixed_bfloat16`` policy stay stable.
 """
 
 from __future__ import annotations
@@ -20,15 +21,31 @@ __all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepco
 # --------------------------------------------------------------------------- images
 
 
-def _image_input(input_shape: Sequence[int]):
+_AUGMENTATIONS = (None, "shift", "flip_shift")
+
+
+def _image_input(input_shape: Sequence[int], augment: str | None = None):
+    """uint8 image input, scaled to [0, 1], then training-time augmentation.
+
+    ``augment``: None; ``"shift"`` (random translations of up to 10 %); or
+    ``"flip_shift"`` (also random horizontal flips, for clothing, not digits).
+    The augmentation layers are inactive at inference.
+    """
+    if augment not in _AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {_AUGMENTATIONS}, got {augment!r}")
     inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
-    return inputs, layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    if augment == "flip_shift":
+        x = layers.RandomFlip("horizontal", name="random_flip")(x)
+    if augment:
+        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="random_shift")(x)
+    return inputs, x
 
 
 def _head(x, num_classes: int, dropout: float):
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
 
 
 # BatchNormalization momentum for every BN family: 0.9 (Keras' default is 0.99) lets the
@@ -49,13 +66,13 @@ def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
     for i, n in enumerate(units):
         x = layers.Dense(n, activation="relu", name=f"dense{i}")(x)
         x = layers.Dropout(dropout, name=f"dropout{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3):
+def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3, augment=None):
     """Conv2D + BatchNormalization CNN: per stage two conv-BN-ReLU and a max-pool."""
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment)
     for s, f in enumerate(filters):
         x = _conv_bn(x, f, name=f"stage{s}a")
         x = _conv_bn(x, f, name=f"stage{s}b")
@@ -66,9 +83,9 @@ def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense
     return keras.Model(inputs, _head(x, num_classes, dropout), name="bn_cnn")
 
 
-def sepconv(input_shape=(28, 28, 1), num_classes=10, stem=32, filters=(64, 128, 256), dropout=0.3):
+def sepconv(input_shape=(28, 28, 1), num_classes=10, stem=32, filters=(64, 128, 256), dropout=0.3, augment=None):
     """Separable convnet: a strided Conv2D stem, then SeparableConv2D + BN stages."""
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=2, name="stem")  # 28x28 -> 14x14 keeps the separable stages cheap
     for s, f in enumerate(filters):
         for part in "ab":
@@ -92,9 +109,9 @@ def _residual_block(x, filters: int, strides: int, name: str):
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2):
+def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2, augment=None):
     """Residual CNN: identity shortcuts inside a stage, 1x1 projections between stages."""
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=stem_strides, name="stem")
     for s, f in enumerate(filters):
         for b in range(blocks):
@@ -120,13 +137,14 @@ def inception(
     stem_strides=1,
     modules=((16, 32, 16, 16), (32, 64, 32, 32), (64, 96, 48, 32)),
     dropout=0.3,
+    augment=None,
 ):
     """Inception-style CNN: modules of parallel 1x1, 3x3 and pooled branches, concatenated.
 
     ``modules`` holds, per module, the filters of the 1x1 branch, the 3x3
     branch, the 1x1 reduction before the 3x3, and the pooled branch's 1x1.
     """
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=stem_strides, name="stem")
     for m, (b1, b3, b3r, bp) in enumerate(modules):
         if m > 0:
@@ -170,7 +188,7 @@ def _text_input(builder: str, vocabulary, params: dict):
 def _binary_head(x, dropout: float):
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(1, activation="sigmoid", name="probability")(x)
+    return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
 
 
 def text_conv1d(vocabulary=None, max_tokens=20000, sequence_length=400, embedding_dim=64, filters=128, kernel_size=5, dropout=0.5):

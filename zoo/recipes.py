@@ -5,6 +5,11 @@ in the registry. Each recipe fits on the ``train`` split minus a seeded,
 stratified early-stopping slice of ``early_stopping_size`` examples; the
 ``validation`` split is never seen in training (it is reserved for blending).
 All recipes are sized to finish in at most 20 minutes on a 2-core CPU.
+
+``precision`` is the Keras dtype policy used while training (e.g.
+``"mixed_bfloat16"``); every shipped recipe trains in float32 (bfloat16 showed
+no reliable speed-up on this CPU). Models are always evaluated, saved and
+loaded in float32.
 """
 
 from __future__ import annotations
@@ -24,8 +29,19 @@ def _callbacks(patience: int, lr_patience: int) -> dict:
     }
 
 
-def _schedule(epochs: int, *, lr: float = 1e-3, batch_size: int = 128, patience: int = 4, lr_patience: int = 2, es: int = 5000, seed: int = 1) -> dict:
+def _schedule(
+    epochs: int,
+    *,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    patience: int = 4,
+    lr_patience: int = 2,
+    es: int = 5000,
+    seed: int = 1,
+    precision: str = "float32",
+) -> dict:
     return {
+        "precision": precision,
         "epochs": epochs,
         "batch_size": batch_size,
         "optimizer": {"name": "adam", "learning_rate": lr},
@@ -38,24 +54,30 @@ def _schedule(epochs: int, *, lr: float = 1e-3, batch_size: int = 128, patience:
 _IMAGE_FAMILIES = {
     # family: (builder, params, epochs on MNIST, epochs on Fashion-MNIST)
     "mlp": ("mlp", {"units": [512, 256], "dropout": 0.3}, 30, 40),
-    "bn_cnn": ("bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3}, 8, 12),
+    "bn_cnn": ("bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3}, 8, 13),
     "sepconv": ("sepconv", {"stem": 32, "filters": [64, 128, 256], "dropout": 0.3}, 10, 20),
-    "residual": ("residual", {"stem": 32, "stem_strides": 2, "filters": [32, 64, 128], "blocks": 1, "dropout": 0.2}, 10, 18),
+    "residual": ("residual", {"stem": 32, "stem_strides": 2, "filters": [32, 64, 128], "blocks": 1, "dropout": 0.2}, 10, 16),
     "inception": (
         "inception",
         {"stem": 32, "stem_strides": 2, "modules": [[16, 32, 16, 16], [32, 64, 32, 32], [64, 96, 48, 32]], "dropout": 0.3},
         10,
-        18,
+        16,
     ),
 }
 
 RECIPES: dict[str, dict] = {}
 for _dataset in ("mnist", "fashion_mnist"):
     for _family, (_builder, _params, _e_mnist, _e_fashion) in _IMAGE_FAMILIES.items():
+        _params = {"input_shape": [28, 28, 1], "num_classes": 10, **_params}
+        if _dataset == "fashion_mnist" and _family != "mlp":
+            # Fashion-MNIST convnets overfit within a few epochs (train 97 % vs 91 % held out);
+            # random flips and shifts regularise them. Digits are not flip-invariant, and
+            # the MNIST convnets pass 99 % without augmentation.
+            _params["augment"] = "flip_shift"
         RECIPES[f"{_dataset}_{_family}"] = {
             "dataset": _dataset,
             "builder": _builder,
-            "params": {"input_shape": [28, 28, 1], "num_classes": 10, **_params},
+            "params": _params,
             "recipe": _schedule(_e_mnist if _dataset == "mnist" else _e_fashion),
         }
 

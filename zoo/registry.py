@@ -60,7 +60,7 @@ BUILDER_KINDS = {
     "text_rnn": "text",
     "text_bow": "text",
 }
-_RECIPE_REQUIRED = {"epochs": int, "batch_size": int, "optimizer": dict, "callbacks": dict, "seed": int, "early_stopping_size": int}
+_RECIPE_REQUIRED = {"precision": str, "epochs": int, "batch_size": int, "optimizer": dict, "callbacks": dict, "seed": int, "early_stopping_size": int}
 
 
 class RegistryError(ValueError):

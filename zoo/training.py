@@ -115,33 +115,38 @@ def train(
     vocabulary = None
     if BUILDER_KINDS[spec["builder"]] == "text":
         vocabulary = _adapt_vocabulary(spec["builder"], spec["params"], X_fit)
-    model = build_model(spec["builder"], spec["params"], cfg, vocabulary=vocabulary)
-
-    start = time.perf_counter()
-    history = model.fit(
-        X_fit,
-        y_fit,
-        validation_data=(X_es, y_es),
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        callbacks=_callbacks(cfg, run_dir),
-        verbose=verbose,
-    )
-    seconds = time.perf_counter() - start
-    model.load_weights(run_dir / "best.weights.h5")  # best epoch by early-stopping loss
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg["precision"])
+    try:
+        model = build_model(spec["builder"], spec["params"], cfg, vocabulary=vocabulary)
+        start = time.perf_counter()
+        history = model.fit(
+            X_fit,
+            y_fit,
+            validation_data=(X_es, y_es),
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch_size"],
+            callbacks=_callbacks(cfg, run_dir),
+            verbose=verbose,
+        )
+        seconds = time.perf_counter() - start
+        model.load_weights(run_dir / "best.weights.h5")  # best epoch by early-stopping loss
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     val_losses = history.history["val_loss"]
+    # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
+    bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
+    bare.set_weights(model.get_weights())
 
     metrics = {}
     for split in ("validation", "test"):
         Xs, ys = datasets.load(spec["dataset"], split, data_dir)
         if subset is not None:
             Xs, ys = Xs[:subset], ys[:subset]
-        metrics[split] = {k: round(v, 6) for k, v in scores(ys, predict_proba(model, Xs)).items()}
+        metrics[split] = {k: round(v, 6) for k, v in scores(ys, predict_proba(bare, Xs)).items()}
 
     reg.weights_dir.mkdir(parents=True, exist_ok=True)
     weights_file = f"{name}.weights.h5"
-    bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
-    bare.set_weights(model.get_weights())
     with atomic_path(reg.weights_dir / weights_file, suffix=".weights.h5") as tmp:
         bare.save_weights(tmp)
     entry = {
