@@ -7,13 +7,19 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.linear_model import Ridge
 from sklearn.tree import DecisionTreeClassifier
 
-from ensemble import BlendClassifier, BlendRegressor, KerasMember, StackClassifier, diversity
+from ensemble import (
+    BlendClassifier,
+    BlendRegressor,
+    KerasMember,
+    StackClassifier,
+    diversity,
+)
 
 keras = pytest.importorskip("keras")
 # Keras's own saving (model.save, pickling) trips a NumPy 2 deprecation inside keras.

@@ -118,3 +118,11 @@ def _write_text(tmp_path, text):
     path = tmp_path / "registry.yaml"
     path.write_text(text)
     return path
+
+
+def test_put_keeps_entries_written_meanwhile_by_another_process(tmp_path, registry):
+    path = _write(tmp_path, {"format_version": 1, "models": []})
+    first, second = Registry(path), Registry(path)  # e.g. two training runs started together
+    first.put(registry.entry("mnist_mlp"))
+    second.put(registry.entry("imdb_bow"))
+    assert Registry(path).names() == ["mnist_mlp", "imdb_bow"]

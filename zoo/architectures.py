@@ -191,20 +191,37 @@ def _binary_head(x, dropout: float):
     return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
 
 
-def text_conv1d(vocabulary=None, max_tokens=20000, sequence_length=400, embedding_dim=64, filters=128, kernel_size=5, dropout=0.5):
-    """Embedding + Conv1D / MaxPooling1D / GlobalMaxPooling1D text classifier."""
+def text_conv1d(
+    vocabulary=None,
+    max_tokens=20000,
+    sequence_length=400,
+    embedding_dim=64,
+    filters=128,
+    kernel_size=5,
+    conv_layers=2,
+    pool_size=3,
+    spatial_dropout=0.0,
+    dropout=0.5,
+):
+    """Embedding + Conv1D text classifier with GlobalMaxPooling1D.
+
+    ``conv_layers`` Conv1D layers, with a MaxPooling1D of ``pool_size``
+    between consecutive ones, then a global max-pool over the sequence.
+    """
     inputs, x = _text_input("text_conv1d", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
     x = layers.Embedding(max_tokens, embedding_dim, name="embedding")(x)
-    x = layers.Dropout(dropout / 2, name="embedding_dropout")(x)
-    x = layers.Conv1D(filters, kernel_size, activation="relu", name="conv1")(x)
-    x = layers.MaxPooling1D(3, name="pool1")(x)
-    x = layers.Conv1D(filters, kernel_size, activation="relu", name="conv2")(x)
+    if spatial_dropout:
+        x = layers.SpatialDropout1D(spatial_dropout, name="embedding_dropout")(x)
+    for i in range(conv_layers):
+        if i:
+            x = layers.MaxPooling1D(pool_size, name=f"pool{i}")(x)
+        x = layers.Conv1D(filters, kernel_size, activation="relu", name=f"conv{i + 1}")(x)
     x = layers.GlobalMaxPooling1D(name="global_max")(x)
     return keras.Model(inputs, _binary_head(x, dropout), name="text_conv1d")
 
 
 def text_rnn(vocabulary=None, max_tokens=20000, sequence_length=300, embedding_dim=64, units=32, cell="gru", dropout=0.5):
-    """Embedding + bidirectional LSTM or GRU text classifier."""
+    """Embedding + bidirectional LSTM or GRU text classifier (padding masked)."""
     if cell not in ("gru", "lstm"):
         raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
     inputs, x = _text_input("text_rnn", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})

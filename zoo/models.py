@@ -43,7 +43,6 @@ def build_model(builder: str, params: dict, recipe: dict | None = None, vocabula
     With a ``recipe`` the model is compiled with the recipe's optimizer, the
     task's loss and an accuracy metric; without one it is left uncompiled.
     """
-    import keras
 
     from zoo.architectures import TEXT_BUILDERS, build
 
@@ -61,9 +60,9 @@ def compile_model(model, recipe: dict, text: bool) -> None:
     """Compile with the recipe's optimizer, the task's loss and accuracy."""
     import keras
 
-    opt = recipe["optimizer"]
+    opt = dict(recipe["optimizer"])  # {"name": ..., then keyword arguments such as learning_rate, clipnorm}
     model.compile(
-        optimizer=keras.optimizers.get({"class_name": opt["name"], "config": {"learning_rate": opt["learning_rate"]}}),
+        optimizer=keras.optimizers.get({"class_name": opt.pop("name"), "config": opt}),
         loss="binary_crossentropy" if text else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -152,12 +152,22 @@ class Registry:
     # ------------------------------------------------------------------ writing
 
     def put(self, entry: dict) -> None:
-        """Add or replace an entry (validated) and save the file atomically."""
-        names = list(self._entries)
-        index = names.index(entry.get("name")) if entry.get("name") in names else len(names)
-        _validate_entry(entry, index)
-        self._entries[entry["name"]] = copy.deepcopy(entry)
-        self.save()
+        """Add or replace an entry (validated) and save the file atomically.
+
+        The file is re-read under an exclusive lock first, so entries written
+        meanwhile by another process (say, a second training run) are kept.
+        """
+        import fcntl
+
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._entries = self._read()
+            names = list(self._entries)
+            index = names.index(entry.get("name")) if entry.get("name") in names else len(names)
+            _validate_entry(entry, index)
+            self._entries[entry["name"]] = copy.deepcopy(entry)
+            self.save()
 
     def save(self) -> None:
         """Write the registry back to its file atomically."""
