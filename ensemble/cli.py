@@ -49,7 +49,7 @@ def _load_member(spec: str, dataset: str | None) -> _Member:
     if spec in zoo.Registry():
         entry = zoo.info(spec)
         if dataset is not None and entry["dataset"] != dataset:
-            raise UsageError(f"member {spec} is a {entry['dataset']} model; the data are {dataset}")
+            raise UsageError(f"member {spec} is a model for {entry['dataset']}; the data are {dataset}")
         from ensemble import KerasMember
 
         model = zoo.load(spec)  # checks the weights' sha256

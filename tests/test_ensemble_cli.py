@@ -116,7 +116,7 @@ def test_error_paths_exit_2_with_one_line(workdir, tmp_path):
     fit = ["fit-weights", "--dataset", "mnist", "--out", tmp_path / "w.json", "--members"]
     assert_usage_error(run_ensemble(*fit, "mnist_mlp", "mnist_resnet", check=False), "mnist_resnet", "neither a zoo model")
     assert_usage_error(run_ensemble(*fit, "mnist_mlp", tmp_path / "absent.joblib", check=False), "absent.joblib")
-    assert_usage_error(run_ensemble(*fit, "mnist_mlp", "imdb_bow", check=False), "imdb_bow is a imdb model")
+    assert_usage_error(run_ensemble(*fit, "mnist_mlp", "imdb_bow", check=False), "imdb_bow is a model for imdb")
     assert_usage_error(run_ensemble(*fit, "mnist_mlp", workdir / "half.joblib", check=False), "half", "classes")
     assert_usage_error(run_ensemble(*fit, "mnist_mlp", "mnist_mlp", check=False), "more than once")
     np.savez(tmp_path / "wrong.npz", X=np.zeros((4, 32, 32, 3), np.uint8), y=np.zeros(4, int))
