@@ -8,7 +8,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, validate_data
 
 from ensemble._keras import KerasMember, is_keras_model
-from ensemble._members import _is_pair, check_keras_inputs, named_members, prepare, require_method
+from ensemble._members import (
+    _is_pair,
+    check_keras_inputs,
+    named_members,
+    prepare,
+    require_method,
+)
 
 
 class _BaseEnsemble(MetaEstimatorMixin, BaseEstimator):

@@ -114,7 +114,7 @@ def _load_data(args, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
 
         X, y = zoo.datasets.load(args.dataset, split)
         where = {"dataset": args.dataset, "split": split}
-    where.update(n=int(len(y)), sha256=_data_sha256(X, y))
+    where.update(n=len(y), sha256=_data_sha256(X, y))
     return X, y, where
 
 
@@ -214,7 +214,7 @@ def _cmd_fit_weights(args):
         ],
         "ensemble": {"validation": _scores(y_index, ensemble_proba)},
         "versions": _versions(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _write_json(out, doc)
     print(f"weights written to {out}", file=sys.stderr)
@@ -247,7 +247,7 @@ def _cmd_stack(args):
         "members": [{**m.record(out), "validation": _scores(y_index, p)} for m, p in zip(members, probas)],
         "ensemble": {"validation": _scores(y_index, stack.predict_proba(X))},
         "versions": _versions(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _write_json(out / _STACK_FILE, doc)
     print(f"stack written to {out}", file=sys.stderr)

@@ -10,7 +10,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ensemble._base import _BaseEnsemble
 from ensemble._cache import check_cache
-from ensemble._members import check_keras_inputs, named_members, predict_members, prepare, require_method
+from ensemble._members import (
+    check_keras_inputs,
+    named_members,
+    predict_members,
+    prepare,
+    require_method,
+)
 
 
 @dataclass

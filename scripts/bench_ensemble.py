@@ -25,16 +25,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier, VotingClassifier  # noqa: E402
-from sklearn.frozen import FrozenEstimator  # noqa: E402
-from sklearn.metrics import log_loss  # noqa: E402
-from sklearn.naive_bayes import GaussianNB  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer  # noqa: E402
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import log_loss
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
-from ensemble import BlendClassifier, KerasMember, solvers  # noqa: E402
-from zoo import datasets  # noqa: E402
+from ensemble import BlendClassifier, KerasMember, solvers
+from zoo import datasets
 
 BATCH = 256
 

@@ -78,7 +78,7 @@ def test_caruana_counts_and_sorted_initialisation():
 
 def test_caruana_any_scorer_and_bagging_reproducible():
     P, y = _members(m=5)
-    score = lambda y_true, proba: accuracy_score(y_true, proba.argmax(axis=1))  # noqa: E731
+    score = lambda y_true, proba: accuracy_score(y_true, proba.argmax(axis=1))
     w = solvers.caruana_weights(P, y, score=score)
     assert w[0] == w.max()
     a = solvers.caruana_weights(P, y, n_bags=8, bag_fraction=0.6, random_state=3)

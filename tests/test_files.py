@@ -17,10 +17,9 @@ def test_atomic_write_replaces_the_file_in_one_step(tmp_path):
 def test_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path):
     target = tmp_path / "weights.json"
     atomic_write_text(target, "old")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half of the new con")
-            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("half of the new con")
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.json"]
 

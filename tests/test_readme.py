@@ -16,7 +16,7 @@ def _load_script(name):
 
 def test_readme_opens_with_setup_and_test_commands():
     readme = (ROOT / "README.md").read_text()
-    first_block = re.search(r"```\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    first_block = re.search(r"```\n(.*?)```", readme, re.DOTALL).group(1).strip().splitlines()
     assert len(first_block) == 2
     assert "pip install" in first_block[0] and "scripts/demo.py" in first_block[0]
     assert "pytest" in first_block[1]

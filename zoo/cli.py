@@ -78,8 +78,8 @@ def _cmd_evaluate(args):
     model = zoo.load(args.name)
     _check_input(entry, X, args.data or where)
     measured = scores(y, predict_proba(model, X, verbose=0 if args.quiet else 1))
-    recorded = None if args.data else entry["metrics"][args.split] if args.split in entry["metrics"] else None
-    data = {"name": args.name, "data": where, "n": int(len(y)), "measured": measured, "registry": recorded}
+    recorded = None if args.data else entry["metrics"].get(args.split)
+    data = {"name": args.name, "data": where, "n": len(y), "measured": measured, "registry": recorded}
     rows = [["measured now", measured["accuracy"], measured["log_loss"]]]
     if recorded:
         rows.append(["registry", recorded["accuracy"], recorded["log_loss"]])

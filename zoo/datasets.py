@@ -31,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._files import ChecksumError, DataUnavailableError, atomic_path, download, verify
+from zoo._files import (
+    ChecksumError,
+    DataUnavailableError,
+    atomic_path,
+    download,
+    verify,
+)
 
 __all__ = [
     "DATASETS",
@@ -310,9 +316,8 @@ def _imdb_arrays(root: Path) -> dict[str, np.ndarray]:
             pass  # a damaged cache is rebuilt below
     arrays = _parse_imdb(source)
     try:
-        with atomic_path(cache, suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(cache, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
     except OSError:
         pass  # caching is an optimisation; a read-only cache dir only costs time
     return arrays
