@@ -19,10 +19,10 @@ import copy
 __all__ = ["RECIPES", "recipe"]
 
 
-def _callbacks(patience: int, lr_patience: int) -> dict:
+def _callbacks(patience: int, lr_patience: int, monitor: str) -> dict:
     return {
-        "early_stopping": {"monitor": "val_loss", "patience": patience, "restore_best_weights": True},
-        "model_checkpoint": {"monitor": "val_loss", "save_best_only": True, "save_weights_only": True},
+        "early_stopping": {"monitor": monitor, "patience": patience, "restore_best_weights": True},
+        "model_checkpoint": {"monitor": monitor, "save_best_only": True, "save_weights_only": True},
         "reduce_lr_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": lr_patience, "min_lr": 1.0e-5},
         "csv_logger": {"filename": "training.csv"},
         "tensorboard": {"histogram_freq": 1},
@@ -39,6 +39,7 @@ def _schedule(
     es: int = 5000,
     seed: int = 1,
     precision: str = "float32",
+    monitor: str = "val_loss",
 ) -> dict:
     return {
         "precision": precision,
@@ -46,7 +47,7 @@ def _schedule(
         "batch_size": batch_size,
         "optimizer": {"name": "adam", "learning_rate": lr},
         "early_stopping_size": es,
-        "callbacks": _callbacks(patience, lr_patience),
+        "callbacks": _callbacks(patience, lr_patience, monitor),
         "seed": seed,
     }
 
@@ -103,7 +104,9 @@ RECIPES["imdb_bigru"] = {
     "dataset": "imdb",
     "builder": "text_rnn",
     "params": {"max_tokens": 20000, "sequence_length": 400, "embedding_dim": 128, "units": 32, "cell": "gru", "dropout": 0.5},
-    "recipe": _schedule(4, batch_size=64, patience=2, lr_patience=1, es=2000),
+    # The GRU's early-stopping loss is lowest after one epoch, while its accuracy still
+    # climbs for two more (measured: 86.4 % -> 88.5 % on the slice): keep the most accurate epoch.
+    "recipe": _schedule(5, batch_size=64, patience=2, lr_patience=1, es=2000, monitor="val_accuracy"),
 }
 RECIPES["imdb_bow"] = {
     "dataset": "imdb",

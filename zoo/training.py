@@ -130,10 +130,12 @@ def train(
             verbose=verbose,
         )
         seconds = time.perf_counter() - start
-        model.load_weights(run_dir / "best.weights.h5")  # best epoch by early-stopping loss
+        model.load_weights(run_dir / "best.weights.h5")  # best epoch by the monitored early-stopping metric
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    val_losses = history.history["val_loss"]
+    monitor = cfg["callbacks"]["early_stopping"]["monitor"]
+    monitored = np.asarray(history.history[monitor])
+    best_epoch = int(monitored.argmax() if "acc" in monitor else monitored.argmin()) + 1  # Keras' "auto" mode
     # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
     bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
     bare.set_weights(model.get_weights())
@@ -169,11 +171,11 @@ def train(
             "metrics": metrics,
             "recipe": cfg,
             "training": {
-                "epochs_run": len(val_losses),
-                "best_epoch": int(np.argmin(val_losses)) + 1,
+                "epochs_run": len(monitored),
+                "best_epoch": best_epoch,
                 "seconds": round(seconds, 1),
-                "fit_examples": int(len(fit_idx)),
-                "early_stopping_examples": int(len(es_idx)),
+                "fit_examples": len(fit_idx),
+                "early_stopping_examples": len(es_idx),
                 "subset": subset,
                 "date": _dt.date.today().isoformat(),
                 "command": f"zoo train {name}" + (f" --epochs {epochs}" if epochs is not None else ""),
