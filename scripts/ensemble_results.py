@@ -130,8 +130,12 @@ def run(dataset: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("datasets", nargs="*", default=["fashion_mnist", "imdb"], choices=["fashion_mnist", "imdb"])
+    parser.add_argument("datasets", nargs="*", help="fashion_mnist and/or imdb (default: both)")
     args = parser.parse_args()
+    args.datasets = args.datasets or ["fashion_mnist", "imdb"]
+    unknown = set(args.datasets) - {"fashion_mnist", "imdb"}
+    if unknown:
+        parser.error(f"unknown dataset(s) {sorted(unknown)}; choose from fashion_mnist, imdb")
 
     import keras
     import sklearn

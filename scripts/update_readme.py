@@ -58,10 +58,10 @@ def ensemble_table() -> str:
 
 def render(readme: str) -> str:
     for marker, content in (("zoo-table", zoo_table()), ("ensemble-table", ensemble_table())):
-        pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", re.DOTALL)
+        pattern = re.compile(rf"(<!-- {marker}:start -->\n)(?:.*?\n)?(<!-- {marker}:end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md lacks the <!-- {marker}:start/end --> markers")
-        readme = pattern.sub(lambda m: m.group(1) + content + m.group(2), readme)
+        readme = pattern.sub(lambda m, text=content: m.group(1) + text + "\n" + m.group(2), readme)
     return readme
 
 
