@@ -118,13 +118,18 @@ def test_error_paths_are_one_line_with_exit_code_2(tmp_path, own_registry):
     assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "wrong.npy", check=False), "(n, 28, 28, 1)", "(2, 32, 32, 3)")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "broken.npz", check=False), "broken.npz")
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "broken.npz", check=False), "cannot read", "broken.npz")
+    (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY truncated")
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "broken.npy", check=False), "cannot read", "broken.npy")
     np.savez(tmp_path / "nolabels.npz", X=np.zeros((2, 28, 28, 1), np.uint8))
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "nolabels.npz", check=False), "y")
     assert_usage_error(run_zoo("predict", "imdb_bow", tmp_path / "wrong.npy", check=False), "strings")
 
     folder, env = own_registry
     weights = folder / "weights" / "mnist_mlp.weights.h5"
-    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF  # flip the last byte: a change whatever its value was
+    weights.write_bytes(bytes(raw))
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--limit", "10", env=env, check=False), "sha256", "mnist_mlp")
     (folder / "registry.yaml").write_text("format_version: 1\nmodels: [{name: x}]\n")
     assert_usage_error(run_zoo("list", env=env, check=False), "entry 'x'", "field 'task'")

@@ -151,6 +151,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], floats: str 
 
 def load_npz(path: str) -> tuple:
     """Read ``X`` and ``y`` from a user's ``.npz`` file (no pickle)."""
+    import zipfile
+
     import numpy as np
 
     try:
@@ -159,7 +161,7 @@ def load_npz(path: str) -> tuple:
             if missing:
                 raise UsageError(f"{path} lacks array(s) {', '.join(sorted(missing))}; expected arrays named X and y")
             X, y = npz["X"], npz["y"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"cannot read {path} as .npz: {exc}") from exc
     if len(X) != len(y):
         raise UsageError(f"{path}: X has {len(X)} rows but y has {len(y)}")

@@ -119,15 +119,8 @@ def _read_inputs(entry: dict, paths: list[str]):
     for p in paths:
         if not Path(p).is_file():
             raise UsageError(f"input file {p} does not exist")
-    if first.suffix == ".npy":
-        X = np.load(first, allow_pickle=False)
-        names = [f"{first.name}[{i}]" for i in range(len(X))]
-    elif first.suffix == ".npz":
-        with np.load(first, allow_pickle=False) as npz:
-            key = "X" if "X" in npz.files else npz.files[0] if len(npz.files) == 1 else None
-            if key is None:
-                raise UsageError(f"{first} holds arrays {npz.files}; name the input array X")
-            X = npz[key]
+    if first.suffix in (".npy", ".npz"):
+        X = _read_array(first)
         names = [f"{first.name}[{i}]" for i in range(len(X))]
     elif first.suffix.lower() == ".png":
         if text_model:
@@ -150,6 +143,24 @@ def _read_inputs(entry: dict, paths: list[str]):
         raise UsageError(f"{entry['name']} takes uint8 images (0-255); {first.name} holds {X.dtype}")
     _check_input(entry, X, first.name)
     return X, names
+
+
+def _read_array(path: Path):
+    """The array in a ``.npy`` file, or the ``X`` (or only) array of a ``.npz`` file; no pickle."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as npz:
+            key = "X" if "X" in npz.files else npz.files[0] if len(npz.files) == 1 else None
+            if key is None:
+                raise UsageError(f"{path} holds arrays {npz.files}; name the input array X")
+            return npz[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
 
 
 def _read_png(path: str, shape):
