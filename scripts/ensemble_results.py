@@ -86,12 +86,12 @@ def sklearn_members(dataset: str, X, y) -> dict:
 def run(dataset: str) -> dict:
     import numpy as np
     from sklearn.frozen import FrozenEstimator
-    from sklearn.metrics import log_loss
 
     import ensemble
     import zoo
     from ensemble.cli import _meta_learner
     from zoo.datasets import cache_dir
+    from zoo.models import scores
 
     print(f"== {dataset}", file=sys.stderr)
     X_train, y_train = zoo.datasets.load(dataset, "train")
@@ -104,10 +104,8 @@ def run(dataset: str) -> dict:
     rows = []
 
     def record(name, kind, proba):
-        acc = float(np.mean(proba.argmax(axis=1) == y_test))
-        loss = float(log_loss(y_test, proba, labels=np.arange(proba.shape[1])))
-        rows.append({"name": name, "kind": kind, "accuracy": acc, "log_loss": loss})
-        print(f"  {name:<28} {kind:<7} test acc {acc:.4f}", file=sys.stderr)
+        rows.append({"name": name, "kind": kind, **scores(y_test, proba)})
+        print(f"  {name:<28} {kind:<7} test acc {rows[-1]['accuracy']:.4f}", file=sys.stderr)
 
     for name, member in members:
         one = ensemble.BlendClassifier([(name, member)], memory=memory).fit(X_val, y_val)

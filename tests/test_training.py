@@ -62,6 +62,9 @@ def test_training_replaces_an_existing_entry_without_touching_others(tmp_path, e
     registry = Registry(empty_registry)
     assert registry.names() == ["mnist_mlp", "fashion_mnist_mlp"]
     assert registry.entry("mnist_mlp")["training"]["epochs_run"] == 2
+    with open(tmp_path / "c" / "training.csv") as fh:
+        val_losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
+    assert registry.entry("mnist_mlp")["training"]["best_epoch"] == 1 + val_losses.index(min(val_losses))
     assert registry.entry("mnist_mlp")["weights"]["sha256"] != first["weights"]["sha256"]
 
 

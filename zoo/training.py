@@ -120,22 +120,22 @@ def train(
     try:
         model = build_model(spec["builder"], spec["params"], cfg, vocabulary=vocabulary)
         start = time.perf_counter()
+        callbacks = _callbacks(cfg, run_dir)
         history = model.fit(
             X_fit,
             y_fit,
             validation_data=(X_es, y_es),
             epochs=cfg["epochs"],
             batch_size=cfg["batch_size"],
-            callbacks=_callbacks(cfg, run_dir),
+            callbacks=callbacks,
             verbose=verbose,
         )
         seconds = time.perf_counter() - start
         model.load_weights(run_dir / "best.weights.h5")  # best epoch by the monitored early-stopping metric
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    monitor = cfg["callbacks"]["early_stopping"]["monitor"]
-    monitored = np.asarray(history.history[monitor])
-    best_epoch = int(monitored.argmax() if "acc" in monitor else monitored.argmin()) + 1  # Keras' "auto" mode
+    early_stopping = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
+    best_epoch = early_stopping.best_epoch + 1  # its own record of the monitored best (0-based)
     # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
     bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
     bare.set_weights(model.get_weights())
@@ -171,7 +171,7 @@ def train(
             "metrics": metrics,
             "recipe": cfg,
             "training": {
-                "epochs_run": len(monitored),
+                "epochs_run": len(history.epoch),
                 "best_epoch": best_epoch,
                 "seconds": round(seconds, 1),
                 "fit_examples": len(fit_idx),
