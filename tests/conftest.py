@@ -1,4 +1,9 @@
-"""Shared test setup: real data from $ZOO_DATA_DIR (default ../shared/data), quiet TensorFlow."""
+"""Shared test setup: real data from $ZOO_DATA_DIR (default ../shared/data), quiet TensorFlow.
+
+Relative ``$ZOO_DATA_DIR``/``$ZOO_CACHE_DIR`` values (the README's command uses
+``ZOO_DATA_DIR=../shared/data``) are made absolute here, against the directory
+pytest was started from, so subprocesses started elsewhere see the same folders.
+"""
 
 import os
 from pathlib import Path
@@ -10,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+for _var in ("ZOO_DATA_DIR", "ZOO_CACHE_DIR"):
+    if os.environ.get(_var):
+        os.environ[_var] = str(Path(os.environ[_var]).expanduser().absolute())
 
 
 @pytest.fixture(scope="session")

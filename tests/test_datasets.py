@@ -186,3 +186,14 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("ZOO_CACHE_DIR", raising=False)
     assert datasets.resolve_data_dir() == tmp_path / "xdg" / "keras-zoo" / "data"
+
+
+def test_relative_env_paths_are_resolved_once_against_the_working_directory(tmp_path, monkeypatch):
+    rel = f"data-{tmp_path.name}"  # unique: resolution is remembered per value
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZOO_DATA_DIR", rel)
+    monkeypatch.setenv("ZOO_CACHE_DIR", f"{rel}-cache")
+    assert datasets.resolve_data_dir() == tmp_path / rel and datasets.resolve_data_dir().is_absolute()
+    assert datasets.cache_dir() == tmp_path / f"{rel}-cache"
+    monkeypatch.chdir(tmp_path.parent)  # a later chdir does not move them
+    assert datasets.resolve_data_dir() == tmp_path / rel and datasets.cache_dir() == tmp_path / f"{rel}-cache"

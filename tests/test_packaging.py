@@ -39,7 +39,7 @@ def test_wheel_holds_registry_weights_and_vocabularies(wheel):
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
 
 
-def test_installed_wheel_loads_a_model_outside_the_source_tree(wheel, tmp_path):
+def test_installed_wheel_loads_a_model_outside_the_source_tree(wheel, tmp_path, data_dir):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)], check=True, timeout=600)
     code = (
@@ -52,11 +52,13 @@ def test_installed_wheel_loads_a_model_outside_the_source_tree(wheel, tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("ZOO_REGISTRY", None)
+    assert Path(env["ZOO_DATA_DIR"]).is_absolute() and data_dir.is_absolute()  # conftest resolved ../shared/data
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     module, registry, accuracy = proc.stdout.split()
     assert module.startswith(str(site)) and registry == str(site / "zoo" / "registry.yaml")
     assert float(accuracy) > 0.95
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # nothing downloaded or created beside it
 
 
 @pytest.mark.parametrize("module", ["zoo", "zoo.datasets", "zoo.cli", "ensemble.cli"])  # plain `ensemble`: test_ensemble_checks

@@ -22,6 +22,7 @@ archive is sorted by label), so any prefix of it is a fair sample.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import re
@@ -132,22 +133,35 @@ def class_names(name: str) -> list[str]:
 
 
 def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
-    """Resolve the data directory: ``path``, else ``$ZOO_DATA_DIR``, else the user cache."""
+    """Resolve the data directory: ``path``, else ``$ZOO_DATA_DIR``, else the user cache.
+
+    A relative ``$ZOO_DATA_DIR`` is made absolute once, against the working
+    directory of its first use, so a later ``os.chdir`` does not move it.
+    """
     if path is not None:
         return Path(path).expanduser()
     env = os.environ.get("ZOO_DATA_DIR")
     if env:
-        return Path(env).expanduser()
+        return _absolute(env)
     return cache_dir() / "data"
 
 
 def cache_dir() -> Path:
-    """Directory for derived caches (``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/keras-zoo``)."""
+    """Directory for derived caches (``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/keras-zoo``).
+
+    Relative values are made absolute once, like ``$ZOO_DATA_DIR``.
+    """
     env = os.environ.get("ZOO_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "keras-zoo"
+        return _absolute(env)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (_absolute(base) if base else Path.home() / ".cache") / "keras-zoo"
+
+
+@functools.lru_cache(maxsize=None)
+def _absolute(value: str) -> Path:
+    """``value`` from the environment as an absolute path, resolved against the working directory once."""
+    return Path(value).expanduser().absolute()
 
 
 def load(name: str, split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
