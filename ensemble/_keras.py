@@ -140,26 +140,17 @@ class KerasMember(BaseEstimator):
     def check_input(self, X):
         """Return ``X`` as an array, or raise ``ValueError`` if the model cannot take it.
 
-        ``X`` may lack the model's trailing axis of size one, e.g. raw strings
-        of shape ``(n,)`` for a text model with input ``(None, 1)``.
+        Checks the shape, the dtype and the value range against the model's
+        input: a ``uint8`` input (the zoo's image models) takes integers 0-255
+        and refuses floats (e.g. images scaled to [0, 1]), booleans and values
+        out of range; a float input refuses NaN and infinity; a string input
+        takes raw text. Empty and 0-d arrays are refused. ``X`` may lack the
+        model's trailing axis of size one, e.g. raw strings of shape ``(n,)``
+        for a text model with input ``(None, 1)``.
         """
-        shape = self.model.input_shape
-        if isinstance(shape, list):
-            if len(shape) != 1:
-                raise ValueError(f"Keras models with {len(shape)} inputs are not supported")
-            shape = shape[0]
-        X = np.asarray(X)
-        if X.dtype.kind in "US":  # Keras takes strings as an object array
-            X = X.astype(object)
-        expected = tuple(shape[1:])
-        if X.ndim == len(expected) and expected[-1:] == (1,):
-            expected = expected[:-1]
-        if X.ndim != len(expected) + 1 or any(e is not None and e != s for e, s in zip(expected, X.shape[1:])):
-            raise ValueError(
-                f"X has shape {X.shape} but the Keras model {self.model.name!r} "
-                f"expects inputs of shape {tuple(shape)}"
-            )
-        return X
+        from zoo._inputs import check_input
+
+        return check_input(self.model, X)
 
     def _raw_output(self, X):
         X = self.check_input(X)

@@ -117,7 +117,15 @@ def _check_file(path: Path, sha256: str, name: str, what: str) -> None:
 
 
 def predict_proba(model, X, batch_size: int = 512, verbose: int = 0) -> np.ndarray:
-    """Class probabilities of shape ``(n, n_classes)``; a single sigmoid unit gives two columns."""
+    """Class probabilities of shape ``(n, n_classes)``; a single sigmoid unit gives two columns.
+
+    ``X`` is checked first: a ``ValueError`` says what the model takes when
+    its shape, dtype or values do not fit (e.g. floats in [0, 1] for a model
+    that takes uint8 pixels), or when it is empty.
+    """
+    from zoo._inputs import check_input
+
+    X = check_input(model, X)
     p = np.asarray(model.predict(X, batch_size=batch_size, verbose=verbose), dtype=np.float64)
     if p.ndim == 2 and p.shape[1] == 1:
         return np.hstack([1.0 - p, p])
@@ -125,9 +133,16 @@ def predict_proba(model, X, batch_size: int = 512, verbose: int = 0) -> np.ndarr
 
 
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy and log loss of predicted probabilities."""
-    from sklearn.metrics import log_loss
+    """Accuracy and log loss of predicted probabilities.
 
+    ``y_true`` of shape ``(n, 1)`` is raveled with a ``DataConversionWarning``.
+    """
+    from sklearn.metrics import log_loss
+    from sklearn.utils.validation import column_or_1d
+
+    y_true = column_or_1d(y_true, warn=True)
+    if len(y_true) != len(proba):
+        raise ValueError(f"y has {len(y_true)} labels for {len(proba)} predictions")
     return {
         "accuracy": float(np.mean(proba.argmax(axis=1) == y_true)),
         "log_loss": float(log_loss(y_true, proba, labels=np.arange(proba.shape[1]))),
