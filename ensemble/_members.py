@@ -1,6 +1,8 @@
 """Ensemble members: naming, prefit detection, fitting and (cached, parallel) prediction."""
 
+import inspect
 from collections import Counter
+from copy import deepcopy
 
 import joblib
 import numpy as np
@@ -9,25 +11,42 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.validation import check_is_fitted
 
 from ensemble._cache import cached_output
 from ensemble._keras import KerasMember, is_keras_model
 
+_INVALID = "Invalid 'estimators' attribute, 'estimators' should be a non-empty list of (string, estimator) tuples"
+STACK_METHODS = ("predict_proba", "decision_function", "predict")
+
+
+def is_drop(est):
+    """Whether ``est`` is the ``"drop"`` placeholder of a removed member."""
+    return isinstance(est, str) and est == "drop"
+
 
 def named_members(estimators):
-    """``(name, estimator)`` pairs from pairs and/or bare estimators.
+    """``(name, estimator)`` pairs from pairs and/or bare estimators; ``"drop"`` is kept as is.
 
     Bare estimators are named after their class (a Keras model after its
     ``name``, a ``FrozenEstimator`` after the estimator inside), lowercased,
-    with ``-2``, ``-3``... suffixes on repeats.
+    with ``-2``, ``-3``... suffixes on repeats. Malformed lists and names
+    raise scikit-learn's ``ValueError`` messages.
     """
     if not isinstance(estimators, (list, tuple)) or len(estimators) == 0:
-        raise ValueError(
-            "estimators must be a non-empty list of (name, estimator) pairs or of estimators; "
-            f"got {estimators!r}"
-        )
-    pairs = [tuple(e) if _is_pair(e) else (None, e) for e in estimators]
+        raise ValueError(f"{_INVALID} or of estimators; got {estimators!r:.200}")
+    pairs = []
+    for i, item in enumerate(estimators):
+        if isinstance(item, (tuple, list)):
+            if not _is_pair(item):
+                raise ValueError(f"{_INVALID}; item {i} is {_short(item)}, not a (string, estimator) pair")
+            pairs.append(tuple(item))
+        elif isinstance(item, str):
+            raise ValueError(f"{_INVALID}; item {i} is the string {item!r}: name it, as in ('name', 'drop')")  # noqa: TRY004 (as scikit-learn)
+        else:
+            pairs.append((None, item))
     taken = Counter(name for name, _ in pairs if name is not None)
     seen = Counter()
     named = []
@@ -41,13 +60,20 @@ def named_members(estimators):
                 name = f"{base}-{seen[base]}"
             taken[name] += 1
         named.append((name, est))
-    duplicates = sorted(name for name, count in Counter(n for n, _ in named).items() if count > 1)
-    if duplicates:
-        raise ValueError(f"Member names must be unique; duplicated: {duplicates}")
-    bad = [name for name, _ in named if "__" in name]
+    names = [name for name, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Names provided are not unique: {names!r}")
+    bad = [name for name in names if "__" in name]
     if bad:
-        raise ValueError(f"Member names must not contain '__': {bad}")
+        raise ValueError(f"Estimator names must not contain __: got {bad!r}")
+    if all(is_drop(est) for _, est in named):
+        raise ValueError("All estimators are dropped. At least one is required to be an estimator.")
     return named
+
+
+def _short(item):
+    text = repr(item)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_pair(item):
@@ -65,11 +91,17 @@ def _default_name(est):
     return type(est).__name__.lower()
 
 
-def prepare(name, est, task):
+def is_prefit(est):
+    """Whether the ensemble uses ``est`` as it is: a Keras model, ``KerasMember`` or ``FrozenEstimator``."""
+    return is_keras_model(est) or isinstance(est, (KerasMember, FrozenEstimator))
+
+
+def prepare(name, est, task, *, prefit=False):
     """Return ``(member, prefit)``: Keras models get a :class:`KerasMember` adapter.
 
-    Prefit members (Keras models, ``KerasMember``, ``FrozenEstimator``) are
-    used as-is; any other estimator is fitted by the ensemble.
+    Prefit members (Keras models, ``KerasMember``, ``FrozenEstimator``, and
+    any fitted estimator when ``prefit``) are used as-is; any other estimator
+    is fitted by the ensemble.
     """
     if is_keras_model(est):
         est = KerasMember(est, task=task)
@@ -81,17 +113,22 @@ def prepare(name, est, task):
         if not est.model.built:
             raise NotFittedError(f"Member {name!r}: the Keras model {est.model.name!r} is not built; train it first")
         return est, True
-    if isinstance(est, FrozenEstimator):
+    if isinstance(est, type):
+        raise TypeError(
+            f"Member {name!r}: expected an estimator instance ({est.__name__}()), got estimator class instead ({est.__name__})."
+        )
+    if not hasattr(est, "fit"):
+        raise TypeError(f"Member {name!r} is not an estimator instance (it has no fit method): {_short(est)}")
+    if isinstance(est, FrozenEstimator) or prefit:
+        inner = est.estimator if isinstance(est, FrozenEstimator) else est
         try:
-            check_is_fitted(est.estimator)
+            check_is_fitted(inner)
         except (NotFittedError, TypeError) as exc:
+            how = "is a FrozenEstimator around an unfitted" if isinstance(est, FrozenEstimator) else "is an unfitted"
             raise NotFittedError(
-                f"Member {name!r} is a FrozenEstimator around an unfitted "
-                f"{type(est.estimator).__name__}; fit it before freezing it"
+                f"Member {name!r} {how} {type(inner).__name__}; fit it first (cv='prefit' uses members as they are)"
             ) from exc
         return est, True
-    if not hasattr(est, "fit") or isinstance(est, type):
-        raise TypeError(f"Member {name!r} is not an estimator instance: {est!r}")
     return est, False
 
 
@@ -99,6 +136,34 @@ def require_method(name, est, method):
     """Raise a ``ValueError`` naming the member if it lacks ``method``."""
     if not hasattr(est, method):
         raise ValueError(f"Member {name!r} ({type(est).__name__}) has no {method}()")
+
+
+def response_method(name, est, method):
+    """The method that gives ``est``'s outputs: ``method``, or for ``"auto"`` the first of
+    ``predict_proba``, ``decision_function``, ``predict`` that ``est`` has (as scikit-learn's stacking)."""
+    if method != "auto":
+        require_method(name, est, method)
+        return method
+    for candidate in STACK_METHODS:
+        if hasattr(est, candidate):
+            return candidate
+    raise ValueError(f"Member {name!r} ({type(est).__name__}) has none of {', '.join(STACK_METHODS)}")
+
+
+def check_sample_weight_support(name, est):
+    """Raise scikit-learn's ``TypeError`` if ``est.fit`` cannot take ``sample_weight`` (routing disabled)."""
+    try:
+        params = inspect.signature(est.fit).parameters
+    except (TypeError, ValueError):  # no introspectable signature: let fit() decide
+        return
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "sample_weight" not in params and (isinstance(est, Pipeline) or not takes_kwargs):
+        hint = (
+            "; for a Pipeline, enable metadata routing (sklearn.set_config(enable_metadata_routing=True)) "
+            "and call set_fit_request(sample_weight=True) on the step that should get them"
+            if isinstance(est, Pipeline) else ""
+        )
+        raise TypeError(f"Underlying estimator {name!r} ({type(est).__name__}) does not support sample weights{hint}.")
 
 
 def check_keras_inputs(names, members, X):
@@ -111,22 +176,48 @@ def check_keras_inputs(names, members, X):
                 raise ValueError(f"Member {name!r}: {exc}") from None
 
 
-def fit_members(estimators, X, y, *, cv=None, method=None, n_jobs=None):
-    """Clone and fit ``estimators`` on all of ``X, y``.
+def fit_members(estimators, X, y, *, names=None, params=None, cv=None, methods=None, n_jobs=None, verbose=0,
+                owner="Ensemble"):
+    """Clone and fit ``estimators`` on all of ``X, y``; returns ``(fitted, out_of_fold)``.
 
-    With ``cv``, also return their out-of-fold ``method`` outputs from
-    :func:`~sklearn.model_selection.cross_val_predict`; otherwise ``None``.
+    ``fitted`` holds the clones whose ``fit`` was called (never what ``fit``
+    returned). ``params[i]`` are member ``i``'s fit parameters (e.g.
+    ``sample_weight``). With ``cv``, ``out_of_fold[i]`` is member ``i``'s
+    out-of-fold ``methods[i]`` output from
+    :func:`~sklearn.model_selection.cross_val_predict`, every member getting
+    the same folds; otherwise ``out_of_fold`` is None.
     """
-    tasks = [delayed(_fit)(clone(est), X, y) for est in estimators]
-    if cv is not None:
-        tasks += [delayed(cross_val_predict)(clone(est), X, y, cv=cv, method=method) for est in estimators]
-    results = Parallel(n_jobs=n_jobs)(tasks)
     k = len(estimators)
+    names = names if names is not None else [type(e).__name__ for e in estimators]
+    params = params if params is not None else [{}] * k
+    message = [f"({i + 1} of {k}) Processing {name}" if verbose else None for i, name in enumerate(names)]
+    tasks = [delayed(_fit)(clone(est), X, y, p, name, owner, msg)
+             for est, p, name, msg in zip(estimators, params, names, message)]
+    if cv is not None:
+        if hasattr(cv, "random_state") and cv.random_state is None:  # the same shuffled folds for every member
+            cv = deepcopy(cv)
+            cv.random_state = np.random.RandomState()
+        tasks += [
+            delayed(_cross_val_predict)(clone(est), X, y, deepcopy(cv), method, p, name, verbose)
+            for est, method, p, name in zip(estimators, methods, params, names)
+        ]
+    results = Parallel(n_jobs=n_jobs)(tasks)
     return results[:k], (results[k:] if cv is not None else None)
 
 
-def _fit(est, X, y):
-    return est.fit(X, y)
+def _fit(est, X, y, params, name, owner, message):
+    try:
+        with _print_elapsed_time(owner, message):
+            est.fit(X, y, **params)
+    except TypeError as exc:
+        if "sample_weight" in params and "unexpected keyword argument 'sample_weight'" in str(exc):
+            raise TypeError(f"Underlying estimator {name!r} ({type(est).__name__}) does not support sample weights.") from exc
+        raise
+    return est
+
+
+def _cross_val_predict(est, X, y, cv, method, params, name, verbose):
+    return cross_val_predict(est, X, y, cv=cv, method=method, params=params or None, verbose=verbose)
 
 
 def predict_members(names, members, X, method, *, memory=None, n_jobs=None):

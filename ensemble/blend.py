@@ -3,18 +3,15 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ensemble import solvers
-from ensemble._base import _BaseEnsemble, check_labels, prefit_classes
-from ensemble._cache import check_cache
+from ensemble._base import _BaseEnsemble, encode_classes
 from ensemble._keras import KerasMember, fuse
-from ensemble._members import check_output, fit_members, predict_members
+from ensemble._members import is_drop
 
 _METHODS = ("mean", "slsqp", "nnls", "caruana")
 _FAST_SCORING = (None, "neg_log_loss", "neg_mean_squared_error")
@@ -38,6 +35,7 @@ class _BaseBlend(_BaseEnsemble):
         memory=None,
         n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         self.estimators = estimators
         self.method = method
@@ -51,18 +49,25 @@ class _BaseBlend(_BaseEnsemble):
         self.memory = memory
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
-    def _check_params(self, n_members):
+    def _check_params(self, checked):
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}; got {self.method!r}")
         if self.weights is not None:
             if self.method != "mean":
                 raise ValueError(f"weights are fixed by the user only with method='mean'; got method={self.method!r}")
             w = np.asarray(self.weights, dtype=np.float64)
-            if w.shape != (n_members,):
-                raise ValueError(f"weights must have one entry per member ({n_members}); got {len(np.atleast_1d(w))}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError(f"weights must be finite, non-negative and not all zero; got {w.tolist()}")
+            n = len(checked.all_names)
+            if w.ndim != 1 or len(w) != n:
+                raise ValueError(
+                    f"Number of `estimators` and weights must be equal; got {len(np.atleast_1d(w))} weights, {n} estimators"
+                )
+            active = w[[checked.all_names.index(name) for name in checked.names]]
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or active.sum() <= 0:
+                raise ValueError(
+                    f"weights must be finite, non-negative and not all zero for the members not dropped; got {w.tolist()}"
+                )
         if self.method == "caruana":
             for name in ("ensemble_size", "n_init", "n_bags"):
                 value = getattr(self, name)
@@ -71,67 +76,57 @@ class _BaseBlend(_BaseEnsemble):
             if not isinstance(self.bag_fraction, Real) or not 0 < self.bag_fraction <= 1:
                 raise ValueError(f"bag_fraction must be in (0, 1]; got {self.bag_fraction!r}")
 
-    def _fit(self, X, checked, response, y_members, y_solver, columns):
-        """Fit members and weights. ``columns(i, est)`` maps member outputs to ours."""
-        names, members, prefit = checked
+    def _fit_blend(self, X, y_members, y_solver, checked, params, sample_weight, columns):
+        """Fit members and weights; ``columns(i, est, prefit)`` maps member ``i``'s outputs to ours."""
         learn = self.method != "mean"
-        todo = [i for i, p in enumerate(prefit) if not p]
-        cv = check_cv(self.cv, y_members, classifier=is_classifier(self)) if learn else None
-        fitted, oof = fit_members([members[i] for i in todo], X, y_members, cv=cv, method=response, n_jobs=self.n_jobs)
-        estimators = list(members)
-        for i, est in zip(todo, fitted):
-            estimators[i] = est
-        self.estimators_ = estimators
-        self.named_estimators_ = Bunch(**dict(zip(names, estimators)))
-        self._columns = [columns(i, est) for i, est in enumerate(estimators)]
-
-        if not learn:
-            w = np.ones(len(members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
-            self.weights_ = w / w.sum()
-            return self
-        outputs = [None] * len(members)
-        for i, out in zip(todo, oof):
-            outputs[i] = check_output(names[i], out)
-        done = [i for i, p in enumerate(prefit) if p]
-        cached = predict_members(
-            [names[i] for i in done], [members[i] for i in done], X, response,
-            memory=check_cache(self.memory), n_jobs=self.n_jobs,
-        )
-        for i, out in zip(done, cached):
-            outputs[i] = out
-        P = np.stack([self._align(names[i], out, self._columns[i]) for i, out in enumerate(outputs)])
-        self.weights_ = self._solve(P, y_solver)
+        outputs = self._fit_members(X, y_members, checked, params, cv=self._cv(y_members) if learn else None)
+        self._columns = [columns(est, p) for est, p in zip(self.estimators_, checked.prefit)]
+        active = [checked.all_names.index(name) for name in checked.names]
+        weights = np.zeros(len(checked.all_names))
+        if learn:
+            P = np.stack([self._align(name, out, i) for i, (name, out) in enumerate(zip(checked.names, outputs))])
+            weights[active] = self._solve(P, y_solver, sample_weight)
+        else:
+            w = np.ones(len(active)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)[active]
+            weights[active] = w / w.sum()
+        self.weights_ = weights
         return self
 
-    def _solve(self, P, y):
+    def _solve(self, P, y, sample_weight):
         if self.method == "slsqp":
-            return solvers.slsqp_weights(P, y)
+            return solvers.slsqp_weights(P, y, sample_weight=sample_weight)
         if self.method == "nnls":
-            return solvers.nnls_weights(P, y)
+            return solvers.nnls_weights(P, y, sample_weight=sample_weight)
         return solvers.caruana_weights(
-            P, y, score=self._caruana_score(), ensemble_size=self.ensemble_size, n_init=self.n_init,
-            n_bags=self.n_bags, bag_fraction=self.bag_fraction, random_state=self.random_state,
+            P, y, score=self._caruana_score(), sample_weight=sample_weight, ensemble_size=self.ensemble_size,
+            n_init=self.n_init, n_bags=self.n_bags, bag_fraction=self.bag_fraction, random_state=self.random_state,
         )
 
-    def _outputs(self, X, response):
-        """Outputs, names and indices of the members with non-zero weight."""
+    def _active_weights(self):
+        """``weights_`` of the members in ``estimators_`` (dropped members left out)."""
+        return np.array([w for w, est in zip(self.weights_, self.named_estimators_.values()) if not is_drop(est)])
+
+    def _member_outputs(self, X, response, *, used_only):
+        """Positions in ``estimators_``, raw outputs and weights of the members (with non-zero weight, if ``used_only``)."""
         check_is_fitted(self)
         self._check_X(X, reset=False)
-        used = np.flatnonzero(self.weights_ > 0)
-        all_names = list(self.named_estimators_)
-        names = [all_names[i] for i in used]
-        outputs = predict_members(
-            names, [self.estimators_[i] for i in used], X, response,
-            memory=check_cache(self.memory), n_jobs=self.n_jobs,
+        weights = self._active_weights()
+        idx = np.flatnonzero(weights > 0) if used_only else np.arange(len(weights))
+        names = self._active_names()
+        outputs = self._predict_members(
+            [names[i] for i in idx], [self.estimators_[i] for i in idx], [response] * len(idx), X
         )
-        return outputs, names, used
+        return idx, outputs, weights[idx]
+
+    def _aligned(self, X, response, *, used_only):
+        idx, outputs, w = self._member_outputs(X, response, used_only=used_only)
+        names = self._active_names()
+        return [self._align(names[i], out, i) for i, out in zip(idx, outputs)], w
 
     def _average(self, X, response):
-        outputs, names, used = self._outputs(X, response)
-        total = 0.0
-        for name, i, out in zip(names, used, outputs):
-            total = total + self.weights_[i] * self._align(name, out, self._columns[i])
-        return total
+        """Weighted average as ``numpy.average``, as scikit-learn's voting estimators compute it."""
+        outputs, w = self._aligned(X, response, used_only=True)
+        return np.average(np.asarray(outputs), axis=0, weights=None if np.all(w == w[0]) else w)
 
     def to_keras(self):
         """One ``keras.Model`` computing the blend, members called as layers.
@@ -147,42 +142,61 @@ class _BaseBlend(_BaseEnsemble):
         check_is_fitted(self)
         if getattr(self, "voting", "soft") != "soft":
             raise ValueError("to_keras() needs voting='soft'")
-        names = list(self.named_estimators_)
+        names = self._active_names()
         others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
         if others:
             raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
-        return fuse(self.estimators_, self.weights_, names)
+        return fuse(self.estimators_, self._active_weights(), names)
+
+    def _feature_names(self, input_features, suffixes):
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}_{name}{s}" for name in self._active_names() for s in suffixes], dtype=object)
 
 
 class BlendClassifier(ClassifierMixin, _BaseBlend):
-    """Weighted average of the members' class probabilities.
+    """Weighted average of the members' class probabilities, or weighted vote.
+
+    A superset of ``sklearn.ensemble.VotingClassifier``: same parameters
+    (``estimators``, ``voting``, ``weights``, ``n_jobs``,
+    ``flatten_transform``, ``verbose``) and methods, plus learned weights,
+    prefit members and a prediction cache.
 
     Parameters
     ----------
     estimators : list of (str, estimator) or of estimators
-        Members. Keras models, :class:`KerasMember` and
-        ``sklearn.frozen.FrozenEstimator`` are prefit and used as-is; other
-        estimators are cloned and fitted (encoded labels ``0 .. k-1``).
-        Bare estimators are named after their class.
+        Members; a member set to ``"drop"`` (in the list or with
+        ``set_params(name="drop")``) is left out. Keras models,
+        :class:`KerasMember` and ``sklearn.frozen.FrozenEstimator`` are prefit
+        and used as-is; other estimators are cloned and fitted (encoded labels
+        ``0 .. k-1``). Bare estimators are named after their class.
     method : {"mean", "slsqp", "nnls", "caruana"}, default="mean"
         How to weight the members: equal (or ``weights``); minimum log loss on
         the simplex (SLSQP); non-negative least squares on one-hot targets;
-        Caruana's greedy selection. Learned weights use the prefit members'
-        predictions on the given data and out-of-fold (``cv``) predictions of
-        the others, which are then refit on all of it.
+        Caruana's greedy selection. Learned weights use the members' predicted
+        probabilities: the prefit members' on the given data, out-of-fold
+        (``cv``) ones for the others, which are then refit on all of it.
     weights : array-like of shape (n_members,), default=None
-        Fixed non-negative weights for ``method="mean"``; normalised to sum to 1.
+        Fixed non-negative weights for ``method="mean"``, one per member
+        (dropped ones included, and ignored); normalised to sum to 1.
     voting : {"soft", "hard"}, default="soft"
         Average probabilities, or take a weighted majority vote of the
-        members' ``predict``.
+        members' ``predict`` (members need no ``predict_proba`` then, unless
+        the weights are learned).
+    flatten_transform : bool, default=True
+        With ``voting="soft"``, :meth:`transform` returns
+        ``(n_samples, n_members * n_classes)``; else
+        ``(n_members, n_samples, n_classes)``.
     scoring : str or callable, default=None
         Scikit-learn scorer maximised by ``method="caruana"``; None means
         negative log loss.
     ensemble_size, n_init, n_bags, bag_fraction :
         Caruana's selection: number of selections, sorted initialisation
         size, number of bags and fraction of members per bag.
-    cv : int, cross-validation generator or iterable, default=5
-        Folds for out-of-fold predictions of unfitted members.
+    cv : int, cross-validation generator, iterable or "prefit", default=5
+        Folds for out-of-fold predictions of unfitted members (learned
+        weights); ``"prefit"`` uses every member as it is (fitted).
     memory : str, joblib.Memory or None, default=None
         Cache for member predictions, keyed by member fingerprint and
         ``joblib.hash(X)``.
@@ -190,20 +204,28 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         Parallel member fits (processes) and predictions (threads).
     random_state : int, RandomState instance or None, default=None
         Draws Caruana's bags.
+    verbose : int, default=0
+        Print the time each member's fit takes.
 
     Attributes
     ----------
     estimators_ : list
-        Fitted members (Keras models wrapped in :class:`KerasMember`).
+        Fitted members, dropped ones left out (Keras models wrapped in
+        :class:`KerasMember`).
     named_estimators_ : Bunch
-        Fitted members by name.
+        Every member by name, ``"drop"`` for dropped ones.
     weights_ : ndarray of shape (n_members,)
-        Non-negative weights summing to 1.
+        Non-negative weights summing to 1, one per member of ``estimators``
+        (0 for dropped ones), in the order of ``named_estimators_``.
     classes_ : ndarray of shape (n_classes,)
         Class labels: those of the prefit members, else those of ``y``.
     n_features_in_ : int
-        Number of features, when ``X`` is a 2-D numeric array.
+        Number of features, when ``X`` is a 2-D numeric array or a data frame.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` is a data frame with string column names.
     """
+
+    _member_kind = "classifier"
 
     def __init__(
         self,
@@ -212,6 +234,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         method="mean",
         weights=None,
         voting="soft",
+        flatten_transform=True,
         scoring=None,
         ensemble_size=25,
         n_init=1,
@@ -221,15 +244,17 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         memory=None,
         n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         super().__init__(
             estimators, method=method, weights=weights, scoring=scoring, ensemble_size=ensemble_size,
             n_init=n_init, n_bags=n_bags, bag_fraction=bag_fraction, cv=cv, memory=memory,
-            n_jobs=n_jobs, random_state=random_state,
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose,
         )
         self.voting = voting
+        self.flatten_transform = flatten_transform
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the members that need it and the weights.
 
         Parameters
@@ -238,6 +263,12 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
             Raw inputs, passed unchanged to every member.
         y : array-like of shape (n_samples,)
             Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, given to the members fitted here and to
+            the weight solvers.
+        **fit_params : dict
+            Metadata routed to the members (only with
+            ``sklearn.set_config(enable_metadata_routing=True)``).
 
         Returns
         -------
@@ -245,26 +276,32 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         """
         if self.voting not in ("soft", "hard"):
             raise ValueError(f"voting must be 'soft' or 'hard'; got {self.voting!r}")
-        y = self._check_y(X, y)
-        response = "predict" if self.voting == "hard" and self.method == "mean" else "predict_proba"
-        checked = names, members, prefit = self._check_members(response, X)
-        self._check_params(len(members))
         self._check_X(X, reset=True)
-        y_classes = np.unique(y)
-        classes = prefit_classes(names, members, prefit)
-        if classes is None:
-            classes = y_classes
-        check_labels(y_classes, classes, names, prefit)
+        y = self._check_y(X, y)
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        learn = self.method != "mean"
+        checked = self._check_members(X, "predict" if self.voting == "hard" else "predict_proba")
+        if learn:
+            for name, member in zip(checked.names, checked.members):
+                if not hasattr(member, "predict_proba"):
+                    raise ValueError(
+                        f"Member {name!r} ({type(member).__name__}) has no predict_proba(), but method={self.method!r} "
+                        "learns the weights from predicted probabilities; use method='mean' (with voting='hard', "
+                        "members need only predict())"
+                    )
+        self._check_params(checked)
+        params, _ = self._route_fit_params(checked, sample_weight, fit_params)
+        classes, _, y_codes, present = encode_classes(y, checked.names, checked.members, checked.prefit)
         self.classes_ = classes
-        y_index = np.searchsorted(classes, y)
-        present = np.searchsorted(classes, y_classes)  # our columns of the labels in y
 
-        def columns(i, est):  # members we fit saw codes 0 .. len(present) - 1
-            return np.arange(len(classes)) if prefit[i] else present[np.asarray(est.classes_)]
+        def columns(est, prefit):  # members fitted here saw codes 0 .. len(present) - 1
+            return np.arange(len(classes)) if prefit else present[np.asarray(est.classes_)]
 
-        return self._fit(X, checked, response, np.searchsorted(y_classes, y), y_index, columns)
+        return self._fit_blend(X, y_codes, np.searchsorted(classes, y), checked, params, sample_weight, columns)
 
-    def _align(self, name, proba, columns):
+    def _align(self, name, proba, i):
+        """Member ``i``'s probabilities as columns of ``classes_``."""
+        columns = self._columns[i]
         if proba.ndim != 2 or proba.shape[1] != len(columns):
             raise ValueError(f"Member {name!r} predicted probabilities of shape {proba.shape} for {len(columns)} classes")
         if len(columns) == len(self.classes_):  # columns are increasing: all classes, in order
@@ -274,7 +311,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         return full
 
     def _member_classes(self, i):
-        """Label of each output column of member ``i``."""
+        """Label of each output column of member ``estimators_[i]``."""
         return self.classes_[self._columns[i]]
 
     def _caruana_score(self):
@@ -282,10 +319,12 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
             return None
         scorer = check_scoring(self, scoring=self.scoring)
         classes = self.classes_
-        return lambda y, proba: scorer(_Precomputed(proba, classes), None, classes[y])
+        return lambda y, proba, **kw: scorer(_Precomputed(proba, classes), None, classes[y], **kw)
 
     def _soft(self):
-        return self.voting == "soft"
+        if self.voting != "soft":
+            raise AttributeError(f"predict_proba is not available when voting={self.voting!r}")
+        return True
 
     @available_if(_soft)
     def predict_proba(self, X):
@@ -302,6 +341,15 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         """
         return self._average(X, "predict_proba")
 
+    def _votes(self, X, *, used_only):
+        """Each member's predicted class as an index into ``classes_``, shape ``(n_members, n_samples)``."""
+        idx, labels, w = self._member_outputs(X, "predict", used_only=used_only)
+        codes = [
+            self._columns[i][np.searchsorted(np.asarray(self.estimators_[i].classes_), np.ravel(label))]
+            for i, label in zip(idx, labels)
+        ]
+        return np.asarray(codes, dtype=np.intp), w
+
     def predict(self, X):
         """Class with the highest average probability (soft) or weighted vote (hard).
 
@@ -317,45 +365,96 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         check_is_fitted(self)
         if self.voting == "soft":
             return self.classes_[self.predict_proba(X).argmax(axis=1)]
-        labels, names, used = self._outputs(X, "predict")
-        votes = 0.0
-        for i, pred in zip(used, labels):
-            member_classes = np.asarray(self.estimators_[i].classes_)
-            codes = self._columns[i][np.searchsorted(member_classes, pred)]
-            votes = votes + self.weights_[i] * np.eye(len(self.classes_))[codes]
+        codes, w = self._votes(X, used_only=True)
+        votes = sum(wi * np.eye(len(self.classes_))[c] for wi, c in zip(w, codes))
         return self.classes_[np.argmax(votes, axis=1)]
+
+    def transform(self, X):
+        """Each member's probabilities (soft voting) or predicted class index (hard voting).
+
+        Parameters
+        ----------
+        X : array-like
+            Raw inputs.
+
+        Returns
+        -------
+        out : ndarray
+            Soft voting: ``(n_samples, n_members * n_classes)``, or
+            ``(n_members, n_samples, n_classes)`` without
+            ``flatten_transform``; hard voting: ``(n_samples, n_members)``
+            indices into ``classes_``. Dropped members are left out.
+        """
+        check_is_fitted(self)
+        if self.voting == "hard":
+            return self._votes(X, used_only=False)[0].T
+        probas, _ = self._aligned(X, "predict_proba", used_only=False)
+        return np.hstack(probas) if self.flatten_transform else np.asarray(probas)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of :meth:`transform`: ``blendclassifier_<member><class index>`` (soft)
+        or ``blendclassifier_<member>`` (hard).
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Not used; checked against ``feature_names_in_`` if given.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        if self.voting == "soft" and not self.flatten_transform:
+            raise ValueError(
+                "get_feature_names_out is not supported when `voting='soft'` and `flatten_transform=False`"
+            )
+        suffixes = [""] if self.voting == "hard" else range(len(self.classes_))
+        return self._feature_names(input_features, suffixes)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
 
 
 class BlendRegressor(RegressorMixin, _BaseBlend):
     """Weighted average of the members' predictions.
 
+    A superset of ``sklearn.ensemble.VotingRegressor`` (same parameters
+    and methods), plus learned weights, prefit members and a prediction cache.
+
     Parameters
     ----------
     estimators : list of (str, estimator) or of estimators
-        Members; see :class:`BlendClassifier`.
+        Members, ``"drop"`` to leave one out; see :class:`BlendClassifier`.
     method : {"mean", "slsqp", "nnls", "caruana"}, default="mean"
-        How to weight the members; SLSQP minimises squared error.
+        How to weight the members; SLSQP and NNLS minimise squared error.
     weights : array-like of shape (n_members,), default=None
         Fixed non-negative weights for ``method="mean"``.
     scoring : str or callable, default=None
         Scorer maximised by ``method="caruana"``; None means negative mean
         squared error.
-    ensemble_size, n_init, n_bags, bag_fraction, cv, memory, n_jobs, random_state :
+    ensemble_size, n_init, n_bags, bag_fraction, cv, memory, n_jobs, random_state, verbose :
         See :class:`BlendClassifier`.
 
     Attributes
     ----------
     estimators_ : list
-        Fitted members.
+        Fitted members, dropped ones left out.
     named_estimators_ : Bunch
-        Fitted members by name.
+        Every member by name, ``"drop"`` for dropped ones.
     weights_ : ndarray of shape (n_members,)
-        Non-negative weights summing to 1.
+        Non-negative weights summing to 1, one per member (0 for dropped ones).
     n_features_in_ : int
-        Number of features, when ``X`` is a 2-D numeric array.
+        Number of features, when ``X`` is a 2-D numeric array or a data frame.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` is a data frame with string column names.
     """
 
-    def fit(self, X, y):
+    _member_kind = "regressor"
+
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the members that need it and the weights.
 
         Parameters
@@ -364,18 +463,25 @@ class BlendRegressor(RegressorMixin, _BaseBlend):
             Raw inputs, passed unchanged to every member.
         y : array-like of shape (n_samples,)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, given to the members fitted here and to
+            the weight solvers.
+        **fit_params : dict
+            Metadata routed to the members (with metadata routing enabled).
 
         Returns
         -------
         self : BlendRegressor
         """
-        y = self._check_y(X, y)
-        checked = self._check_members("predict", X)
-        self._check_params(len(checked[1]))
         self._check_X(X, reset=True)
-        return self._fit(X, checked, "predict", y, y, lambda i, est: None)
+        y = self._check_y(X, y)
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        checked = self._check_members(X, "predict")
+        self._check_params(checked)
+        params, _ = self._route_fit_params(checked, sample_weight, fit_params)
+        return self._fit_blend(X, y, y, checked, params, sample_weight, lambda est, prefit: None)
 
-    def _align(self, name, pred, columns):
+    def _align(self, name, pred, i):
         pred = pred.reshape(pred.shape[0], -1)
         if pred.shape[1] != 1:
             raise ValueError(f"Member {name!r} predicted shape {pred.shape}; expected one target")
@@ -385,7 +491,7 @@ class BlendRegressor(RegressorMixin, _BaseBlend):
         if self.scoring in _FAST_SCORING:
             return None
         scorer = check_scoring(self, scoring=self.scoring)
-        return lambda y, pred: scorer(_Precomputed(pred), None, y)
+        return lambda y, pred, **kw: scorer(_Precomputed(pred), None, y, **kw)
 
     def predict(self, X):
         """Weighted average of the members' predictions.
@@ -400,6 +506,36 @@ class BlendRegressor(RegressorMixin, _BaseBlend):
         y : ndarray of shape (n_samples,)
         """
         return self._average(X, "predict")
+
+    def transform(self, X):
+        """Each member's predictions.
+
+        Parameters
+        ----------
+        X : array-like
+            Raw inputs.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_members)
+            Dropped members are left out.
+        """
+        preds, _ = self._aligned(X, "predict", used_only=False)
+        return np.asarray(preds).T
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of :meth:`transform`: ``blendregressor_<member>``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Not used; checked against ``feature_names_in_`` if given.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        return self._feature_names(input_features, [""])
 
 
 class _Precomputed(BaseEstimator):

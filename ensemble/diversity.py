@@ -78,7 +78,7 @@ def diversity(estimators, X, y, *, memory=None, n_jobs=None):
         check_is_fitted(ens)
         if not hasattr(ens, "classes_"):
             raise TypeError(f"diversity() needs classifiers; got {type(ens).__name__}")
-        names, members = list(ens.named_estimators_), ens.estimators_
+        names, members = ens._active_names(), ens.estimators_
         labels = [ens._member_classes(i) for i in range(len(members))]
     else:
         names, members = [], []

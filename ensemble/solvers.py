@@ -6,6 +6,9 @@ axis, and returns one non-negative weight per member, summing to 1:
 - classification: ``P`` of shape ``(m, n, k)`` holds probabilities and ``y``
   holds class indices ``0 .. k - 1`` (columns of ``P``);
 - regression: ``P`` of shape ``(m, n)`` holds predictions and ``y`` targets.
+
+Every solver takes ``sample_weight`` (shape ``(n,)``, non-negative): the
+weighted log loss, squared error or score is then optimised.
 """
 
 import numpy as np
@@ -30,7 +33,19 @@ def _eps(P):
     return np.finfo(P.dtype).eps  # as sklearn.metrics.log_loss clips
 
 
-def slsqp_weights(P, y, *, tol=1e-10, max_iter=200):
+def _sample_weight(sample_weight, n):
+    """``sample_weight`` normalised to sum to 1, or None."""
+    if sample_weight is None:
+        return None
+    s = np.asarray(sample_weight, dtype=np.float64)
+    if s.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},); got {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0) or s.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return s / s.sum()
+
+
+def slsqp_weights(P, y, *, sample_weight=None, tol=1e-10, max_iter=200):
     """Weights minimising log loss (classification) or squared error (regression).
 
     Solved with SLSQP on the probability simplex with analytic gradients. Only
@@ -43,6 +58,8 @@ def slsqp_weights(P, y, *, tol=1e-10, max_iter=200):
         Member probabilities or predictions.
     y : ndarray of shape (n,)
         Class indices or regression targets.
+    sample_weight : ndarray of shape (n,), default=None
+        Weights of the samples in the loss.
     tol, max_iter : float, int
         SLSQP tolerance and iteration limit.
 
@@ -53,21 +70,29 @@ def slsqp_weights(P, y, *, tol=1e-10, max_iter=200):
     P = np.asarray(P, dtype=np.float64)
     classification = _is_classification(P)
     m, n = P.shape[:2]
+    s = _sample_weight(sample_weight, n)
     if classification:
         Q = _true_class_proba(P, y)
         eps = _eps(Q)
 
         def fun(w):
             p = np.maximum(w @ Q, eps)
-            return -np.log(p).mean(), -(Q @ (1.0 / p)) / n
+            if s is None:
+                return -np.log(p).mean(), -(Q @ (1.0 / p)) / n
+            return -(s @ np.log(p)), -(Q @ (s / p))
 
     else:
         y = np.asarray(y, dtype=np.float64)
-        scale = n * (np.var(y) or 1.0)  # unit-free objective, so ``tol`` means the same for any target
+        if s is None:
+            scale = n * (np.var(y) or 1.0)  # unit-free objective, so ``tol`` means the same for any target
+            s = np.full(n, 1.0)
+        else:
+            scale = s @ (y - s @ y) ** 2 or 1.0
 
         def fun(w):
             r = w @ P - y
-            return r @ r / scale, 2.0 * (P @ r) / scale
+            sr = s * r
+            return sr @ r / scale, 2.0 * (P @ sr) / scale
 
     result = minimize(
         fun,
@@ -81,8 +106,8 @@ def slsqp_weights(P, y, *, tol=1e-10, max_iter=200):
     return _normalise(result.x)
 
 
-def nnls_weights(P, Y):
-    """Non-negative least squares of the targets on the members, normalised to sum to 1.
+def nnls_weights(P, Y, *, sample_weight=None):
+    """Non-negative (weighted) least squares of the targets on the members, normalised to sum to 1.
 
     Parameters
     ----------
@@ -91,6 +116,8 @@ def nnls_weights(P, Y):
     Y : ndarray of shape (n, k) or (n,)
         One-hot targets (classification) or targets (regression). For
         classification, class indices of shape ``(n,)`` are one-hot encoded.
+    sample_weight : ndarray of shape (n,), default=None
+        Weights of the samples' squared errors.
 
     Returns
     -------
@@ -100,8 +127,13 @@ def nnls_weights(P, Y):
     Y = np.asarray(Y)
     if _is_classification(P) and Y.ndim == 1:
         Y = np.eye(P.shape[2])[Y]
+    Y = Y.astype(np.float64)
+    s = _sample_weight(sample_weight, P.shape[1])
+    if s is not None:  # weighted least squares: scale each sample's rows by sqrt(weight)
+        root = np.sqrt(s * P.shape[1]).reshape((1, -1) + (1,) * (P.ndim - 2))
+        P, Y = P * root, Y * root[0]
     A = P.reshape(P.shape[0], -1)  # (m, n * k)
-    b = Y.reshape(-1).astype(np.float64)
+    b = Y.reshape(-1)
     # Solve on the m x m normal equations: ||Aw - b||^2 = ||L'w - L^-1 A b||^2 + const.
     try:
         L = np.linalg.cholesky(A @ A.T)
@@ -116,6 +148,7 @@ def caruana_weights(
     y,
     *,
     score=None,
+    sample_weight=None,
     ensemble_size=25,
     n_init=1,
     n_bags=1,
@@ -161,25 +194,28 @@ def caruana_weights(
     P = np.asarray(P, dtype=np.float64)
     m = P.shape[0]
     classification = _is_classification(P)
+    sw = _sample_weight(sample_weight, P.shape[1])
     if score is None:
         # The default losses only need each member's true-class probability / residual.
         X = _true_class_proba(P, y) if classification else P - np.asarray(y, dtype=np.float64)
+        average = (lambda L: L.mean(axis=-1)) if sw is None else (lambda L: L @ sw)
         if classification:
             eps = _eps(X)
 
             def batch_score(S):
-                return np.log(np.maximum(S, eps)).mean(axis=-1)
+                return average(np.log(np.maximum(S, eps)))
 
         else:
 
             def batch_score(S):
-                return -(S * S).mean(axis=-1)
+                return -average(S * S)
 
     else:
         X = P
+        kwargs = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, dtype=np.float64)}
 
         def batch_score(S):
-            return np.array([score(y, s) for s in S])
+            return np.array([score(y, s, **kwargs) for s in S])
 
     if n_bags == 1:
         return _select(X, np.arange(m), batch_score, ensemble_size, n_init)

@@ -184,8 +184,8 @@ class CountingFit(DecisionTreeClassifier):
     "members, kwargs, error, match",
     [
         ([], {}, ValueError, "non-empty list"),
-        (["tree", "tree"], {}, ValueError, r"unique; duplicated: \['tree'\]"),
-        (["tree", "prior"], dict(weights=[1, 2]), ValueError, r"one entry per member \(3\)"),
+        (["tree", "tree"], {}, ValueError, r"Names provided are not unique: \['tree', 'tree', 'counting'\]"),
+        (["tree", "prior"], dict(weights=[1, 2]), ValueError, r"Number of `estimators` and weights must be equal; got 2 weights, 3 estimators"),
         (["tree", "prior"], dict(weights=[1, -1, 1]), ValueError, "non-negative"),
         (["tree", "prior"], dict(weights=[1, 1, 1], method="slsqp"), ValueError, "only with method='mean'"),
         (["tree", "prior"], dict(method="median"), ValueError, "method must be one of"),
@@ -193,7 +193,7 @@ class CountingFit(DecisionTreeClassifier):
         (["tree", "unfitted"], {}, NotFittedError, "'unfitted' is a FrozenEstimator around an unfitted DecisionTree"),
         (["tree", "svc"], {}, ValueError, r"'svc' \(Pipeline\) has no predict_proba"),
         (["tree", "method"], {}, ValueError, "conflict with constructor arguments"),
-        (["tree", "a__b"], {}, ValueError, "must not contain '__'"),
+        (["tree", "a__b"], {}, ValueError, r"Estimator names must not contain __: got \['a__b'\]"),
     ],
 )
 def test_bad_input_fails_before_fitting_anything(digits, frozen, members, kwargs, error, match):

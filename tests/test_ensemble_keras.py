@@ -105,7 +105,7 @@ def test_sigmoid_member_is_read_as_two_classes(digits, models):
     np.testing.assert_allclose(blend.named_estimators_["sig"].predict_proba(Xv), np.c_[1 - p, p], atol=1e-7)
     assert blend.predict_proba(Xv).shape == (1000, 2) and blend.score(Xv, target) > 0.9
     stack = StackClassifier([("sig", models["is_seven"]), ("forest", forest)]).fit(Xv, target)
-    assert stack._transform(Xv).shape == (1000, 2)  # one column per member
+    assert stack.transform(Xv).shape == (1000, 2)  # one column per member
 
 
 def test_keras_member_with_string_classes(digits, models):

@@ -67,14 +67,14 @@ def test_out_of_fold_meta_features_match_sklearn(digits, binary):
     # same out-of-fold meta-features => same meta-learner
     np.testing.assert_allclose(ours.final_estimator_.coef_, theirs.final_estimator_.coef_, atol=1e-8)
     np.testing.assert_allclose(ours.predict_proba(Xv), theirs.predict_proba(Xv), atol=1e-10)
-    assert ours._transform(Xv).shape[1] == (2 if binary else 20)  # binary: one column per member
+    assert ours.transform(Xv).shape[1] == (2 if binary else 20)  # binary: one column per member
 
 
 def test_prefit_members_feed_their_predictions_on_the_given_data(digits, frozen):
     _, _, Xv, yv = digits
     stack = StackClassifier(frozen).fit(Xv, yv)
     meta = np.hstack([est.predict_proba(Xv) for _, est in frozen])
-    np.testing.assert_array_equal(stack._transform(Xv), meta)
+    np.testing.assert_array_equal(stack.transform(Xv), meta)
     expected = LogisticRegression().fit(meta, yv)
     np.testing.assert_allclose(stack.final_estimator_.coef_, expected.coef_, atol=1e-10)
 
@@ -105,7 +105,7 @@ def test_passthrough_memory_and_joblib_round_trip(tmp_path, digits, frozen):
     _, _, Xv, yv = digits
     stack = StackClassifier(frozen, passthrough=True, memory=tmp_path / "cache", final_estimator=LogisticRegression(max_iter=50))
     stack.fit(Xv[:300], yv[:300])
-    assert stack._transform(Xv[:5]).shape == (5, 20 + 784)
+    assert stack.transform(Xv[:5]).shape == (5, 20 + 784)
     joblib.dump(stack, tmp_path / "stack.joblib")
     loaded = joblib.load(tmp_path / "stack.joblib")
     np.testing.assert_array_equal(loaded.predict_proba(Xv[:50]), stack.predict_proba(Xv[:50]))
@@ -113,9 +113,9 @@ def test_passthrough_memory_and_joblib_round_trip(tmp_path, digits, frozen):
 
 def test_errors(digits, frozen):
     _, _, Xv, yv = digits
-    with pytest.raises(ValueError, match="final_estimator must be a classifier"):
+    with pytest.raises(ValueError, match="'final_estimator' parameter should be a classifier. Got Ridge()"):
         StackClassifier(frozen, final_estimator=Ridge()).fit(Xv, yv)
-    with pytest.raises(ValueError, match="final_estimator must be a regressor"):
+    with pytest.raises(ValueError, match="'final_estimator' parameter should be a regressor. Got LogisticRegression()"):
         StackRegressor([Ridge()], final_estimator=LogisticRegression()).fit(np.ones((4, 1)), [1.0, 2, 3, 4])
     with pytest.raises(ValueError, match=r"y has labels"):
         StackClassifier(frozen).fit(Xv, NAMES[yv])
