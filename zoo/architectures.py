@@ -3,9 +3,11 @@
 Every builder takes raw inputs (uint8 images or raw strings) and keeps its
 preprocessing (``Rescaling``, ``TextVectorization``) inside the model, so a
 loaded model predicts straight from what ``zoo.datasets.load`` returns.
-Image models end in a softmax over the classes; text models in a single
-sigmoid unit (probability of the positive class). Output layers compute in
-float32, so models trained under a ``mixed_bfloat16`` policy stay stable.
+Image models end in a softmax over the classes; two-class text models in a
+single sigmoid unit (probability of the positive class), text models with more
+classes in a softmax. ``mlp`` also takes float feature vectors (an
+``input_shape`` of length one). Output layers compute in float32, so models
+trained under a ``mixed_bfloat16`` policy stay stable.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def _image_input(input_shape: Sequence[int], augment: str | None = None):
     """
     if augment not in _AUGMENTATIONS:
         raise ValueError(f"augment must be one of {_AUGMENTATIONS}, got {augment!r}")
+    if len(input_shape) != 3:
+        raise ValueError(f"image builders take an input_shape (height, width, channels), got {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     if augment == "flip_shift":
@@ -60,9 +64,18 @@ def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = "",
 
 
 def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
-    """Dense baseline: Flatten, then Dense + Dropout layers."""
-    inputs, x = _image_input(input_shape)
-    x = layers.Flatten(name="flatten")(x)
+    """Dense baseline: Flatten, then Dense + Dropout layers.
+
+    An ``input_shape`` of length one, ``(d,)``, takes float feature vectors
+    instead of images: they are standardised by a ``Normalization`` layer
+    named ``"normalize"``, to be adapted on training data before fitting.
+    """
+    if len(input_shape) == 1:
+        inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="features")
+        x = layers.Normalization(name="normalize")(inputs)
+    else:
+        inputs, x = _image_input(input_shape)
+        x = layers.Flatten(name="flatten")(x)
     for i, n in enumerate(units):
         x = layers.Dense(n, activation="relu", name=f"dense{i}")(x)
         x = layers.Dropout(dropout, name=f"dropout{i}")(x)
@@ -185,14 +198,18 @@ def _text_input(builder: str, vocabulary, params: dict):
     return inputs, text_vectorizer(builder, vocabulary, **params)(inputs)
 
 
-def _binary_head(x, dropout: float):
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+def _text_head(x, num_classes: int, dropout: float):
+    """One sigmoid unit for two classes (the shipped models), else a softmax."""
+    if num_classes == 2:
+        if dropout:
+            x = layers.Dropout(dropout, name="head_dropout")(x)
+        return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    return _head(x, num_classes, dropout)
 
 
 def text_conv1d(
     vocabulary=None,
+    num_classes=2,
     max_tokens=20000,
     sequence_length=400,
     embedding_dim=64,
@@ -217,10 +234,10 @@ def text_conv1d(
             x = layers.MaxPooling1D(pool_size, name=f"pool{i}")(x)
         x = layers.Conv1D(filters, kernel_size, activation="relu", name=f"conv{i + 1}")(x)
     x = layers.GlobalMaxPooling1D(name="global_max")(x)
-    return keras.Model(inputs, _binary_head(x, dropout), name="text_conv1d")
+    return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_conv1d")
 
 
-def text_rnn(vocabulary=None, max_tokens=20000, sequence_length=300, embedding_dim=64, units=32, cell="gru", dropout=0.5):
+def text_rnn(vocabulary=None, num_classes=2, max_tokens=20000, sequence_length=300, embedding_dim=64, units=32, cell="gru", dropout=0.5):
     """Embedding + bidirectional LSTM or GRU text classifier (padding masked)."""
     if cell not in ("gru", "lstm"):
         raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
@@ -228,14 +245,14 @@ def text_rnn(vocabulary=None, max_tokens=20000, sequence_length=300, embedding_d
     x = layers.Embedding(max_tokens, embedding_dim, mask_zero=True, name="embedding")(x)
     rnn = layers.GRU if cell == "gru" else layers.LSTM
     x = layers.Bidirectional(rnn(units), name=f"bi{cell}")(x)
-    return keras.Model(inputs, _binary_head(x, dropout), name="text_rnn")
+    return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_rnn")
 
 
-def text_bow(vocabulary=None, max_tokens=20000, ngrams=2, units=16, dropout=0.5):
+def text_bow(vocabulary=None, num_classes=2, max_tokens=20000, ngrams=2, units=16, dropout=0.5):
     """Bag-of-words (multi-hot n-grams) dense classifier."""
     inputs, x = _text_input("text_bow", vocabulary, {"max_tokens": max_tokens, "ngrams": ngrams})
     x = layers.Dense(units, activation="relu", name="dense")(x)
-    return keras.Model(inputs, _binary_head(x, dropout), name="text_bow")
+    return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_bow")
 
 
 BUILDERS = {
