@@ -3,6 +3,7 @@
 import collections
 import functools
 import gzip
+import hashlib
 import http.server
 import io
 import shutil
@@ -59,14 +60,26 @@ def test_imdb_parse_is_cached_outside_the_data_dir(tmp_path, monkeypatch, data_d
     assert list(X2) == list(X) and (y2 == y).all()
 
 
-def test_imdb_reads_an_extracted_folder_the_same_as_the_archive(tmp_path, monkeypatch, data_dir):
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "data" / "imdb").mkdir(parents=True)
-    with tarfile.open(data_dir / "imdb" / "aclImdb_v1_labeled.tar.gz") as tar:
-        tar.extractall(tmp_path / "data" / "imdb", filter="data")
-    X, y = datasets.load("imdb", "validation", data_dir=tmp_path / "data")
-    X_ref, y_ref = datasets.load("imdb", "validation")
-    assert list(X) == list(X_ref) and (y == y_ref).all()
+def test_parse_cache_entries_are_checked_against_the_digest_in_their_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+    arrays = {"labels": np.array([0, 1, 1]), "offsets": np.array([0, 4, 9])}
+    datasets._write_cache("imdb-test", arrays)
+    (entry,) = tmp_path.glob("imdb-test-*.npz")
+    assert entry.stem.rpartition("-")[2] == hashlib.sha256(entry.read_bytes()).hexdigest()
+    assert datasets._read_cache("imdb-test", set(arrays))["labels"].tolist() == [0, 1, 1]
+    np.savez(entry, labels=np.array([1, 0, 0]), offsets=arrays["offsets"])  # well-formed, other labels, old name
+    assert datasets._read_cache("imdb-test", set(arrays)) is None and list(tmp_path.iterdir()) == []  # a miss, removed
+    (tmp_path / "imdb-test-0.npz").symlink_to("/etc/passwd")
+    assert datasets._read_cache("imdb-test", set(arrays)) is None and list(tmp_path.iterdir()) == []
+
+
+def test_unusable_cache_folder_warns_once(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with pytest.warns(UserWarning, match="is not usable") as record:
+        datasets._write_cache("imdb-test", {"labels": np.array([0])})
+        datasets._write_cache("imdb-test", {"labels": np.array([0])})
+    assert len(record) == 1
 
 
 def test_imdb_parser_skips_unlabeled_reviews_and_feature_files_of_the_official_archive(tmp_path):

@@ -22,11 +22,17 @@ archive is sorted by label), so any prefix of it is a fair sample.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
+import hashlib
+import io
 import os
 import re
+import stat
 import tarfile
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,18 +266,18 @@ def _image_split(root: Path, name: str, split: str) -> tuple[np.ndarray, np.ndar
 # --------------------------------------------------------------------------- IMDB
 
 _REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
-_IMDB_CACHE_VERSION = 1
+_IMDB_CACHE_VERSION = 2
+# The known content of an extracted aclImdb/ folder: the sha256 of the `sha256sum` listing of the
+# 50,000 labeled reviews the loader reads, sorted by name ("<sha256>  aclImdb/train/pos/0_9.txt" lines;
+# equal to `find aclImdb/{train,test}/{pos,neg} -name '*_*.txt' | LC_ALL=C sort | xargs sha256sum | sha256sum`).
+# Both official archives hold these files; other files of the folder (README, imdb.vocab, train/unsup/,
+# the .feat and urls_*.txt files of the full archive) are not read and not covered.
+_IMDB_FOLDER_SHA256 = "b155ae18c4016500d64b7ea091f3f04c4ea9e702ab3bdb2b4aa0effbd4da11c6"
+_warned_caches: set[str] = set()
 
 
-def _imdb_source(root: Path) -> tuple[Path, str]:
-    """Find the IMDB source: an extracted folder, either archive, or a fresh download.
-
-    Returns the path and a key that identifies its content for the parse cache.
-    """
-    folder = root / "imdb" / "aclImdb"
-    if folder.is_dir():
-        stat = max((p.stat().st_mtime_ns for p in (folder / "train").iterdir()), default=0)
-        return folder, f"folder-{stat}"
+def _imdb_archive(root: Path) -> tuple[Path, str]:
+    """The verified IMDB archive (either one, or a fresh download) and its sha256."""
     specs = _FILES["imdb"]
     for spec in (specs["labeled"], specs["official"]):
         if (root / "imdb" / spec.name).exists():
@@ -280,12 +286,10 @@ def _imdb_source(root: Path) -> tuple[Path, str]:
 
 
 def _iter_reviews(source: Path):
-    """Yield (relative name, text) for every labeled review of the source."""
-    if source.is_dir():
-        for path in sorted(source.glob("*/*/*.txt")):
-            rel = "aclImdb/" + path.relative_to(source).as_posix()
-            if _REVIEW.match(rel):
-                yield rel, path.read_text(encoding="utf-8")
+    """Yield (relative name, text) for every labeled review of an archive or a verified extracted folder."""
+    if source.is_dir() or source.is_symlink():
+        for name, data in _read_folder(source):
+            yield name, data.decode("utf-8")
         return
     try:
         with tarfile.open(source, "r:gz") as tar:
@@ -296,9 +300,54 @@ def _iter_reviews(source: Path):
         raise ValueError(f"{source} is not a readable aclImdb .tar.gz archive: {exc}") from exc
 
 
-def _parse_imdb(source: Path) -> dict[str, np.ndarray]:
+def _read_folder(folder: Path) -> list[tuple[str, bytes]]:
+    """The labeled reviews of an extracted ``aclImdb/`` folder, sorted by name, checked against the known digest.
+
+    Symbolic links are refused, not followed: the folder, its ``{train,test}/{pos,neg}``
+    subfolders and the review files must be real. Raises ``ChecksumError`` on any difference.
+    """
+    reviews = []
+    for sub in ("", "train", "test", "train/pos", "train/neg", "test/pos", "test/neg"):
+        path = folder / sub
+        if path.is_symlink():
+            raise ChecksumError(f"{path} is a symbolic link; the aclImdb folder must hold real folders and files (refusing to follow it)")
+    for part in ("train", "test"):
+        for label in ("pos", "neg"):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder / part / label) as entries:
+                for entry in entries:
+                    name = f"aclImdb/{part}/{label}/{entry.name}"
+                    if _REVIEW.match(name):
+                        reviews.append((name, _read_regular_file(Path(entry.path))))
+    reviews.sort()
+    listing = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in reviews)
+    got = hashlib.sha256(listing.encode()).hexdigest()
+    if got != _IMDB_FOLDER_SHA256:
+        n_train = sum(name.startswith("aclImdb/train/") for name, _ in reviews)
+        raise ChecksumError(
+            f"extracted folder {folder} does not hold the official labeled reviews ({n_train} train and "
+            f"{len(reviews) - n_train} test review files; digest {got}, expected {_IMDB_FOLDER_SHA256}); "
+            "re-extract aclImdb_v1.tar.gz there, or remove the folder to read the archive"
+        )
+    return reviews
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, refusing symbolic links and anything but a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if path.is_symlink():
+            raise ChecksumError(f"{path} is a symbolic link; refusing to follow it") from None
+        raise ChecksumError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ChecksumError(f"{path} is not a regular file")
+        return fh.read()
+
+
+def _parse_imdb(reviews, source: Path) -> dict[str, np.ndarray]:
     names, texts = [], []
-    for name, text in _iter_reviews(source):
+    for name, text in reviews:
         names.append(name)
         texts.append(text)
     order = np.argsort(np.array(names))  # archive order must not matter
@@ -320,21 +369,60 @@ def _parse_imdb(source: Path) -> dict[str, np.ndarray]:
 
 
 def _imdb_arrays(root: Path) -> dict[str, np.ndarray]:
-    source, key = _imdb_source(root)
-    cache = cache_dir() / f"imdb-v{_IMDB_CACHE_VERSION}-{key[:16]}.npz"
-    if cache.exists():
-        try:
-            with np.load(cache, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    arrays = _parse_imdb(source)
-    try:
-        with atomic_path(cache, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    except OSError:
-        pass  # caching is an optimisation; a read-only cache dir only costs time
+    """The parsed reviews, from the parse cache keyed by the verified source's digest, else parsed now.
+
+    An extracted ``aclImdb/`` folder is read and verified in full on every
+    load (its digest is the cache key); an archive is verified by its sha256.
+    """
+    folder = root / "imdb" / "aclImdb"
+    if os.path.lexists(folder):
+        source, key = folder, _IMDB_FOLDER_SHA256
+        reviews = _read_folder(folder)
+    else:
+        source, key = _imdb_archive(root)
+        reviews = None
+    prefix = f"imdb-v{_IMDB_CACHE_VERSION}-{key[:16]}"
+    arrays = _read_cache(prefix, {"blob", "offsets", "labels", "is_train"})
+    if arrays is None:
+        if reviews is not None:
+            reviews = ((name, data.decode("utf-8")) for name, data in reviews)
+        arrays = _parse_imdb(_iter_reviews(source) if reviews is None else reviews, source)
+        _write_cache(prefix, arrays)
     return arrays
+
+
+# --------------------------------------------------------------------------- parse cache
+
+
+def _read_cache(prefix: str, keys: set[str]) -> dict[str, np.ndarray] | None:
+    """Arrays of the cache entry ``<prefix>-<sha256>.npz`` whose bytes match its name; bad entries are removed."""
+    for path in sorted(cache_dir().glob(f"{prefix}-*.npz")):
+        try:
+            data = _read_regular_file(path)
+            if hashlib.sha256(data).hexdigest() == path.stem.rpartition("-")[2]:
+                with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                    if set(npz.files) == keys:
+                        return {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return None
+
+
+def _write_cache(prefix: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store ``arrays`` as ``<prefix>-<sha256>.npz``, atomically; an unusable cache folder warns once."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data = buffer.getvalue()
+    folder = cache_dir()
+    try:
+        with atomic_path(folder / f"{prefix}-{hashlib.sha256(data).hexdigest()}.npz") as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        if str(folder) not in _warned_caches:
+            _warned_caches.add(str(folder))
+            warnings.warn(f"cache folder {folder} is not usable ({exc.strerror or exc}); the IMDB archive is parsed on every load", stacklevel=4)
 
 
 def _imdb_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
