@@ -240,14 +240,15 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     def _cv(self, y):
         return check_cv(self.cv, y, classifier=is_classifier(self))
 
-    def _fit_members(self, X, y, checked, params, *, cv=None):
-        """Fit the members that need it; with ``cv``, also every member's outputs on ``X``.
+    def _fit_members(self, X, y, checked, params, *, outputs):
+        """Fit the members that need it; with ``outputs``, also return every member's outputs on ``X``.
 
         Members fitted here give out-of-fold outputs, prefit ones their
         (cached) outputs. Sets ``estimators_`` and ``named_estimators_``;
-        returns the outputs (None without ``cv``).
+        returns the outputs (None without ``outputs``).
         """
         todo = [i for i, p in enumerate(checked.prefit) if not p]
+        cv = self._cv(y) if outputs and todo else None
         fitted, oof = fit_members(
             [checked.members[i] for i in todo], X, y,
             names=[checked.names[i] for i in todo], params=[params[checked.names[i]] for i in todo],
@@ -260,10 +261,10 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimators_ = estimators
         by_name = dict(zip(checked.names, estimators))
         self.named_estimators_ = Bunch(**{name: by_name.get(name, "drop") for name in checked.all_names})
-        if cv is None:
+        if not outputs:
             return None
         outputs = [None] * len(estimators)
-        for i, out in zip(todo, oof):
+        for i, out in zip(todo, oof or []):
             outputs[i] = check_output(checked.names[i], out)
         done = [i for i, p in enumerate(checked.prefit) if p]
         predicted = self._predict_members([checked.names[i] for i in done], [estimators[i] for i in done],

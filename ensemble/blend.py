@@ -79,7 +79,7 @@ class _BaseBlend(_BaseEnsemble):
     def _fit_blend(self, X, y_members, y_solver, checked, params, sample_weight, columns):
         """Fit members and weights; ``columns(i, est, prefit)`` maps member ``i``'s outputs to ours."""
         learn = self.method != "mean"
-        outputs = self._fit_members(X, y_members, checked, params, cv=self._cv(y_members) if learn else None)
+        outputs = self._fit_members(X, y_members, checked, params, outputs=learn)
         self._columns = [columns(est, p) for est, p in zip(self.estimators_, checked.prefit)]
         active = [checked.all_names.index(name) for name in checked.names]
         weights = np.zeros(len(checked.all_names))

@@ -74,7 +74,7 @@ class _BaseStack(_BaseEnsemble):
             final_params = {"sample_weight": sample_weight}
         else:
             final_params = {}
-        outputs = self._fit_members(X, y, checked, params, cv=self._cv(y))
+        outputs = self._fit_members(X, y, checked, params, outputs=True)
         self.stack_method_ = list(checked.methods)
         self._columns = [columns(est, p) for est, p in zip(self.estimators_, checked.prefit)]
         columns = self._member_columns(outputs)
@@ -274,7 +274,7 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         classes, y_classes, y_codes, present = encode_classes(y, checked.names, checked.members, checked.prefit)
         if len(y_classes) < 2:
             raise ValueError(
-                f"y has one class only ({y_classes[0]!r}); StackClassifier needs at least two to fit its final estimator"
+                f"y has one class only ({y_classes.tolist()[0]!r}); StackClassifier needs at least two to fit its final estimator"
             )
         self.classes_ = classes
         # The final estimator's outputs are codes of y_classes, unless it is prefit (codes of classes_).
