@@ -4,6 +4,7 @@
 >>> zoo.list_models("fashion_mnist_*")          # doctest: +SKIP
 >>> model = zoo.load("fashion_mnist_bn_cnn")     # compiled keras.Model, sha256-checked
 >>> X, y = zoo.datasets.load("fashion_mnist", "test")
+>>> clf = zoo.ZooClassifier("bn_cnn", epochs=5).fit(X_train, y_train)   # doctest: +SKIP
 
 TensorFlow is imported only when a model is built, loaded or trained.
 """
@@ -21,11 +22,21 @@ def train(name, **kwargs):
     return _train(name, **kwargs)
 
 
+def __getattr__(name):
+    # ZooClassifier imports scikit-learn: only when asked for
+    if name == "ZooClassifier":
+        from zoo.estimator import ZooClassifier
+
+        return ZooClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ChecksumError",
     "DataUnavailableError",
     "Registry",
     "RegistryError",
+    "ZooClassifier",
     "datasets",
     "evaluate",
     "info",

@@ -1,8 +1,11 @@
 """Re-run a zoo recipe: seeded training with the classic Keras callbacks.
 
-Each run writes into its run directory a CSV log (``training.csv``),
-TensorBoard event files (``tensorboard/``, histograms every epoch), the best
-checkpoint (``best.weights.h5``) and ``metrics.json``; then the weights (and
+A recipe becomes a :class:`zoo.ZooClassifier` (``ZooClassifier.from_spec``)
+fitted on the dataset's ``train`` split; it carves the early-stopping slice
+itself, so the zoo has a single training path. Each run writes into its run
+directory a CSV log (``training.csv``), TensorBoard event files
+(``tensorboard/``, histograms every epoch), the best checkpoint
+(``best.weights.h5``) and ``metrics.json``; then the weights (and
 vocabulary, for text models) are written atomically into the registry's
 weights folder and the registry entry is updated with the new sha256,
 parameter count, metrics and versions.
@@ -22,38 +25,9 @@ from zoo import datasets
 from zoo._files import atomic_path, atomic_write_text, sha256_file
 from zoo.models import build_model, predict_proba, scores
 from zoo.recipes import recipe as _recipe
-from zoo.registry import BUILDER_KINDS, Registry
+from zoo.registry import Registry
 
 __all__ = ["train"]
-
-
-def _carve(y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split of the train split into (fit, early-stopping) indices."""
-    from sklearn.model_selection import train_test_split
-
-    fit_idx, es_idx = train_test_split(np.arange(len(y)), test_size=size, stratify=y, random_state=seed)
-    return np.sort(fit_idx), np.sort(es_idx)
-
-
-def _callbacks(cfg: dict, run_dir: Path):
-    import keras
-
-    c = cfg["callbacks"]
-    return [
-        keras.callbacks.EarlyStopping(**c["early_stopping"]),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), **c["model_checkpoint"]),
-        keras.callbacks.ReduceLROnPlateau(**c["reduce_lr_on_plateau"]),
-        keras.callbacks.CSVLogger(str(run_dir / c["csv_logger"]["filename"])),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), **c["tensorboard"]),
-    ]
-
-
-def _adapt_vocabulary(builder: str, params: dict, texts: np.ndarray) -> list[str]:
-    from zoo.architectures import text_vectorizer
-
-    layer = text_vectorizer(builder, **{k: v for k, v in params.items() if k in ("max_tokens", "sequence_length", "ngrams")})
-    layer.adapt(texts, batch_size=1024)
-    return [str(t) for t in layer.get_vocabulary(include_special_tokens=False)]
 
 
 def train(
@@ -81,8 +55,9 @@ def train(
     data_dir : path, optional
         Data directory (see ``zoo.datasets``).
     subset : int, optional
-        Train on the first ``subset`` examples and measure on the first
-        ``subset`` of each split: a smoke test, recorded as such in the entry.
+        Train on the first ``subset`` examples (plus an early-stopping slice
+        of ``max(subset // 4, 32)`` more) and measure on the first ``subset``
+        of each split: a smoke test, recorded as such in the entry.
     verbose : int or "auto"
         Keras progress output.
 
@@ -93,6 +68,8 @@ def train(
     """
     import keras
     import tensorflow as tf
+
+    from zoo.estimator import ZooClassifier
 
     spec = _recipe(name)
     cfg = spec["recipe"]
@@ -105,37 +82,17 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / f"{name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    keras.utils.set_random_seed(cfg["seed"])
+    clf = ZooClassifier.from_spec(spec, log_dir=run_dir, verbose=verbose)
     X, y = datasets.load(spec["dataset"], "train", data_dir)
-    fit_idx, es_idx = _carve(y, cfg["early_stopping_size"], cfg["seed"])
-    if subset is not None:
-        fit_idx, es_idx = fit_idx[:subset], es_idx[: max(subset // 4, 32)]
-    X_fit, y_fit, X_es, y_es = X[fit_idx], y[fit_idx], X[es_idx], y[es_idx]
-
-    vocabulary = None
-    if BUILDER_KINDS[spec["builder"]] == "text":
-        vocabulary = _adapt_vocabulary(spec["builder"], spec["params"], X_fit)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(cfg["precision"])
-    try:
-        model = build_model(spec["builder"], spec["params"], cfg, vocabulary=vocabulary)
-        start = time.perf_counter()
-        callbacks = _callbacks(cfg, run_dir)
-        history = model.fit(
-            X_fit,
-            y_fit,
-            validation_data=(X_es, y_es),
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-        seconds = time.perf_counter() - start
-        model.load_weights(run_dir / "best.weights.h5")  # best epoch by the monitored early-stopping metric
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    early_stopping = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
-    best_epoch = early_stopping.best_epoch + 1  # its own record of the monitored best (0-based)
+    if subset is not None:  # the first examples, with a slice of a quarter of their number carved from them
+        es_size = max(subset // 4, 32)
+        X, y = X[: subset + es_size], y[: subset + es_size]
+        clf.set_params(early_stopping_size=es_size)
+    start = time.perf_counter()
+    clf.fit(X, y)
+    seconds = time.perf_counter() - start
+    model, vocabulary = clf.model_, clf.vocabulary_
+    es_examples = clf.spec_["recipe"]["early_stopping_size"]
     # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
     bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
     bare.set_weights(model.get_weights())
@@ -171,11 +128,11 @@ def train(
             "metrics": metrics,
             "recipe": cfg,
             "training": {
-                "epochs_run": len(history.epoch),
-                "best_epoch": best_epoch,
+                "epochs_run": len(clf.history_["loss"]),
+                "best_epoch": clf.best_epoch_,
                 "seconds": round(seconds, 1),
-                "fit_examples": len(fit_idx),
-                "early_stopping_examples": len(es_idx),
+                "fit_examples": len(y) - es_examples,
+                "early_stopping_examples": es_examples,
                 "subset": subset,
                 "date": _dt.date.today().isoformat(),
                 "command": f"zoo train {name}" + (f" --epochs {epochs}" if epochs is not None else ""),

@@ -1,0 +1,532 @@
+"""``ZooClassifier``: the zoo's architectures as a scikit-learn classifier, on any data.
+
+The estimator's parameters are the builder's hyperparameters (``builder__*``)
+and a recipe's training settings. ``fit`` builds the architecture for the data
+it is given (uint8 images of any size, raw strings for the text builders,
+float feature vectors for ``mlp``; any number of classes, any sortable labels),
+carves a seeded, stratified early-stopping slice out of it and trains with the
+recipes' Keras callbacks. ``zoo train NAME`` trains through this class too.
+
+TensorFlow is imported when a model is fitted or restored, not before.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from zoo.registry import BUILDER_KINDS, Registry
+
+__all__ = ["ZooClassifier"]
+
+_PREFIX = "builder__"
+_FROM_DATA = ("input_shape", "num_classes", "vocabulary")  # builder arguments set by fit, never by the user
+_VECTORIZER_PARAMS = ("max_tokens", "sequence_length", "ngrams")
+_MONITORS = ("val_loss", "val_accuracy")
+_PREDICT_BATCH = 256
+
+
+class ZooClassifier(ClassifierMixin, BaseEstimator):
+    """A zoo architecture trained on your data, as a scikit-learn classifier.
+
+    Parameters
+    ----------
+    builder : str, default="mlp"
+        Architecture: a name in ``zoo.architectures.BUILDERS`` (``"mlp"``,
+        ``"bn_cnn"``, ``"sepconv"``, ``"residual"``, ``"inception"``,
+        ``"text_conv1d"``, ``"text_rnn"``, ``"text_bow"``).
+    epochs : int, default=20
+        Maximum number of epochs.
+    batch_size : int, default=128
+    optimizer : str, default="adam"
+        A Keras optimizer name (``"adam"``, ``"adamw"``, ``"sgd"``...).
+    learning_rate : float, default=1e-3
+    optimizer_options : dict, default=None
+        Further optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
+    early_stopping_size : int, float or None, default=0.1
+        Size of the early-stopping slice carved out of the fit data: a count,
+        or a fraction of the examples. It is stratified when every class has
+        at least two examples (and the slice and the rest can each hold one
+        per class), a plain seeded shuffle split otherwise. ``None``: no
+        slice and no early stopping; the learning-rate schedule follows the
+        training loss.
+    monitor : {"val_loss", "val_accuracy"}, default="val_loss"
+        What early stopping (and the best-epoch checkpoint) watches on the slice.
+    patience : int, default=4
+        Early-stopping patience, in epochs.
+    lr_factor, lr_patience, min_lr : float, int, float, default=0.5, 2, 1e-5
+        ``ReduceLROnPlateau`` on the slice's loss.
+    precision : str, default="float32"
+        Keras dtype policy while training (e.g. ``"mixed_bfloat16"``);
+        ``model_`` always computes in float32.
+    random_state : int, RandomState or None, default=0
+        Seeds Keras (``keras.utils.set_random_seed``, which also seeds
+        Python's and NumPy's global generators) and the slice. The same seed
+        gives the same model.
+    log_dir : path, default=None
+        When given, training writes ``training.csv`` (CSVLogger),
+        ``tensorboard/`` (TensorBoard, histograms every epoch) and
+        ``best.weights.h5`` (ModelCheckpoint of the monitored best) there;
+        a later fit overwrites them.
+    verbose : int or "auto", default=0
+        Keras progress output.
+    **builder_params
+        The builder's hyperparameters, prefixed ``builder__``, e.g.
+        ``builder__filters=(32, 64)``, ``builder__dropout=0.2``. Unset ones
+        keep the builder's defaults. They are ordinary parameters:
+        ``get_params``, ``set_params(builder__dropout=0.4)``, ``clone`` and
+        ``GridSearchCV(..., {"builder__dropout": [0.2, 0.4]})`` see them.
+        ``input_shape``, ``num_classes`` and ``vocabulary`` come from the data.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Sorted class labels; ``predict_proba``'s columns follow them.
+    model_ : keras.Model
+        The trained model: raw inputs in, class probabilities out (a single
+        sigmoid unit for two-class text models).
+    history_ : dict of lists
+        Per-epoch training and slice metrics (``loss``, ``accuracy``,
+        ``val_loss``, ``val_accuracy``, ``learning_rate``).
+    best_epoch_ : int
+        1-based epoch whose weights ``model_`` holds (the monitored best on
+        the slice; the last epoch without a slice).
+    early_stopping_scores_ : dict or None
+        ``{"accuracy", "log_loss"}`` of ``model_`` on the early-stopping
+        slice (None without a slice): the score to select hyperparameters on.
+    spec_ : dict
+        ``{"builder", "params", "recipe"}`` in the registry's format: what
+        was built (with ``input_shape`` and ``num_classes``) and how it was
+        trained (with the seed used and the slice's size).
+    vocabulary_ : list of str or None
+        The vocabulary adapted on the fit data (text builders).
+    n_features_in_ : int
+        Number of features, when fitted on 2-D feature arrays.
+
+    Examples
+    --------
+    >>> clf = ZooClassifier("bn_cnn", builder__filters=(16, 32), epochs=5)   # doctest: +SKIP
+    >>> clf.fit(images_uint8, labels).predict(images_uint8[:3])             # doctest: +SKIP
+    >>> ZooClassifier.from_zoo("fashion_mnist_bn_cnn", epochs=3)            # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        builder="mlp",
+        *,
+        epochs=20,
+        batch_size=128,
+        optimizer="adam",
+        learning_rate=1e-3,
+        optimizer_options=None,
+        early_stopping_size=0.1,
+        monitor="val_loss",
+        patience=4,
+        lr_factor=0.5,
+        lr_patience=2,
+        min_lr=1e-5,
+        precision="float32",
+        random_state=0,
+        log_dir=None,
+        verbose=0,
+        **builder_params,
+    ):
+        self.builder = builder
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.optimizer_options = optimizer_options
+        self.early_stopping_size = early_stopping_size
+        self.monitor = monitor
+        self.patience = patience
+        self.lr_factor = lr_factor
+        self.lr_patience = lr_patience
+        self.min_lr = min_lr
+        self.precision = precision
+        self.random_state = random_state
+        self.log_dir = log_dir
+        self.verbose = verbose
+        for key in builder_params:
+            if not key.startswith(_PREFIX):
+                raise TypeError(f"ZooClassifier got an unexpected keyword argument {key!r} (builder hyperparameters are prefixed {_PREFIX!r})")
+        self._builder_params = builder_params  # reported by get_params like the named parameters
+
+    # ------------------------------------------------------------------ parameters
+
+    def get_params(self, deep=True):
+        """Parameters of the estimator, the ``builder__*`` hyperparameters included."""
+        params = super().get_params(deep=deep)
+        params.update(self._builder_params)
+        return params
+
+    def set_params(self, **params):
+        """Set parameters; any ``builder__<name>`` sets a builder hyperparameter."""
+        for key in [k for k in params if k.startswith(_PREFIX)]:
+            self._builder_params = {**self._builder_params, key: params.pop(key)}
+        return super().set_params(**params)
+
+    def _hyperparameters(self) -> dict:
+        return {k[len(_PREFIX) :]: v for k, v in self.get_params(deep=False).items() if k.startswith(_PREFIX)}
+
+    @classmethod
+    def from_spec(cls, spec: dict, **params) -> ZooClassifier:
+        """An estimator from ``{"builder", "params", "recipe"}`` (a registry entry or a recipe).
+
+        ``params`` override what the spec gives, e.g. ``epochs=1``.
+        """
+        kwargs = {"builder": spec["builder"]}
+        kwargs.update({_PREFIX + k: v for k, v in spec["params"].items() if k not in _FROM_DATA})
+        kwargs.update(_params_from_recipe(spec["recipe"]))
+        kwargs.update(params)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_zoo(cls, name: str, *, registry: Registry | str | os.PathLike | None = None, **params) -> ZooClassifier:
+        """An unfitted estimator with a zoo entry's builder, hyperparameters and recipe.
+
+        Reads the entry from the registry (the shipped one by default), or
+        the recipe in ``zoo.recipes`` for a name that has no entry yet.
+        ``params`` override the entry's, e.g. ``epochs=1``.
+        """
+        from zoo.recipes import RECIPES, recipe
+
+        reg = registry if isinstance(registry, Registry) else Registry(registry)
+        if name not in reg and registry is None and name in RECIPES:
+            return cls.from_spec(recipe(name), **params)
+        return cls.from_spec(reg.entry(name), **params)
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X, y, *, callbacks=None):
+        """Build the architecture for ``X`` and train it.
+
+        Parameters
+        ----------
+        X : array-like
+            uint8 images ``(n, H, W)`` or ``(n, H, W, C)``; raw strings
+            ``(n,)`` for the text builders; float features ``(n, d)`` for ``mlp``.
+        y : array-like of shape (n,)
+            Class labels of any sortable type.
+        callbacks : list of keras.callbacks.Callback, optional
+            Run after the built-in ones, every epoch (e.g. an Optuna pruning
+            callback reading ``val_loss`` or ``val_accuracy``, the slice's metrics).
+
+        Returns
+        -------
+        self
+        """
+        import keras
+
+        from zoo.models import build_model, compile_model, predict_proba, scores
+
+        self._check_params()
+        self._check_hyperparameters()
+        X, y, kind = self._validate_fit(X, y)
+        classes, y = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"ZooClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1)) if not isinstance(self.random_state, numbers.Integral) else int(self.random_state)
+        keras.utils.set_random_seed(seed)
+        fit_idx, es_idx = _carve(y, self.early_stopping_size, seed)
+        X_fit, y_fit = X[fit_idx], y[fit_idx]
+        validation = (X[es_idx], y[es_idx]) if es_idx is not None else None
+
+        hyper = _plain(self._hyperparameters())
+        params = {"num_classes": len(classes), **hyper} if kind == "text" else {"input_shape": list(X.shape[1:]), "num_classes": len(classes), **hyper}
+        vocabulary = _adapt_vocabulary(self.builder, hyper, X_fit) if kind == "text" else None
+        optimizer = {"name": self.optimizer, "learning_rate": self.learning_rate, **(self.optimizer_options or {})}
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.precision)
+        try:
+            model = build_model(self.builder, params, vocabulary=vocabulary)
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.Normalization):
+                    layer.adapt(X_fit)
+            compile_model(model, {"optimizer": optimizer}, text=model.output_shape[-1] == 1)
+            builtin = self._callbacks(validation is not None)
+            history = model.fit(
+                X_fit,
+                y_fit,
+                validation_data=validation,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                callbacks=builtin + list(callbacks or []),
+                verbose=self.verbose,
+            )
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        if model.compute_dtype != "float32":  # evaluate, save and predict in float32
+            trained, model = model, build_model(self.builder, params, vocabulary=vocabulary)
+            _set_weights(model, trained.get_weights())
+            compile_model(model, {"optimizer": optimizer}, text=model.output_shape[-1] == 1)
+
+        early_stopping = next((c for c in builtin if isinstance(c, keras.callbacks.EarlyStopping)), None)
+        self.classes_ = classes
+        self.model_ = model
+        self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
+        self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else len(history.epoch)
+        self.early_stopping_scores_ = None
+        if validation is not None:
+            self.early_stopping_scores_ = scores(validation[1], predict_proba(model, validation[0], batch_size=_PREDICT_BATCH))
+        self.vocabulary_ = vocabulary
+        self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer)}
+        return self
+
+    def _check_params(self) -> None:
+        if self.builder not in BUILDER_KINDS:
+            raise ValueError(f"unknown builder {self.builder!r}; expected one of {', '.join(BUILDER_KINDS)}")
+        for name in ("epochs", "batch_size", "patience", "lr_patience"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < (0 if "patience" in name else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if 'patience' in name else 'positive'} integer, got {value!r}")
+        if self.monitor not in _MONITORS:
+            raise ValueError(f"monitor must be one of {_MONITORS}, got {self.monitor!r}")
+        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        size = self.early_stopping_size
+        valid = size is None or (isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1) or (isinstance(size, numbers.Real) and 0 < size < 1)
+        if not valid:
+            raise ValueError(f"early_stopping_size must be None, a count >= 1 or a fraction in (0, 1), got {size!r}")
+        misplaced = sorted(set(self._hyperparameters()) & set(_FROM_DATA))
+        if misplaced:
+            raise ValueError(f"{', '.join(_PREFIX + m for m in misplaced)}: set by fit from the data, not a hyperparameter")
+
+    def _check_hyperparameters(self) -> None:
+        import inspect
+
+        from zoo.architectures import BUILDERS
+
+        valid = [p for p in inspect.signature(BUILDERS[self.builder]).parameters if p not in _FROM_DATA]
+        unknown = sorted(set(self._hyperparameters()) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"builder {self.builder!r} has no hyperparameter {', '.join(unknown)}; "
+                f"it takes {', '.join(_PREFIX + p for p in valid)}"
+            )
+
+    def _validate_fit(self, X, y):
+        """``(X, y, kind)`` with kind in {"images", "features", "text"}, checked for the builder."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        kind = self._input_kind(X)
+        if kind == "features":
+            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32))
+            X = X.astype(np.float32)
+        else:
+            for attr in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attr, None)
+            X = self._check_images(X) if kind == "images" else _check_texts(X)
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+            if y.dtype.kind == "f" and not np.isfinite(y).all():
+                raise ValueError("Input y contains NaN or infinity.")
+        check_classification_targets(y)
+        return X, y, kind
+
+    def _input_kind(self, X) -> str:
+        if BUILDER_KINDS[self.builder] == "text":
+            return "text"
+        ndim = len(X.shape) if hasattr(X, "shape") else np.asarray(X, dtype=object).ndim
+        if ndim >= 3:
+            return "images"
+        if self.builder != "mlp":
+            raise ValueError(f"builder {self.builder!r} takes uint8 images of shape (n, H, W) or (n, H, W, C), got {ndim}-D X; use builder='mlp' for feature vectors")
+        return "features"
+
+    def _check_images(self, X, expected=None) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim not in (3, 4):
+            raise ValueError(f"expected images of shape (n, H, W) or (n, H, W, C), got X of shape {X.shape}")
+        if X.dtype != np.uint8:
+            raise ValueError(f"{self.builder} takes uint8 images (0-255), got dtype {X.dtype}; e.g. (X * 255).round().astype(np.uint8) for images in [0, 1]")
+        if X.ndim == 3:
+            X = X[..., np.newaxis]
+        if len(X) == 0:
+            raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+        if expected is not None and X.shape[1:] != tuple(expected):
+            raise ValueError(f"X has images of shape {X.shape[1:]}, but {type(self).__name__} was fitted on images of shape {tuple(expected)}")
+        return X
+
+    def _callbacks(self, has_slice: bool) -> list:
+        import keras
+
+        cb = keras.callbacks
+        monitor = self.monitor if has_slice else self.monitor.removeprefix("val_")
+        callbacks = [cb.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)] if has_slice else []
+        log_dir = Path(self.log_dir) if self.log_dir is not None else None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            callbacks.append(cb.ModelCheckpoint(str(log_dir / "best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True))
+        loss = "val_loss" if has_slice else "loss"
+        callbacks.append(cb.ReduceLROnPlateau(monitor=loss, factor=self.lr_factor, patience=self.lr_patience, min_lr=self.min_lr))
+        if log_dir is not None:
+            callbacks.append(cb.CSVLogger(str(log_dir / "training.csv")))
+            callbacks.append(cb.TensorBoard(str(log_dir / "tensorboard"), histogram_freq=1))
+        return callbacks
+
+    def _recipe(self, seed: int, es_size: int, optimizer: dict) -> dict:
+        """The settings of this fit in the registry's recipe format."""
+        monitor = self.monitor if es_size else self.monitor.removeprefix("val_")
+        callbacks = {}
+        if es_size:
+            callbacks["early_stopping"] = {"monitor": monitor, "patience": self.patience, "restore_best_weights": True}
+        callbacks["model_checkpoint"] = {"monitor": monitor, "save_best_only": True, "save_weights_only": True}
+        callbacks["reduce_lr_on_plateau"] = {"monitor": "val_loss" if es_size else "loss", "factor": self.lr_factor, "patience": self.lr_patience, "min_lr": self.min_lr}
+        callbacks["csv_logger"] = {"filename": "training.csv"}
+        callbacks["tensorboard"] = {"histogram_freq": 1}
+        return _plain(
+            {
+                "precision": self.precision,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "optimizer": optimizer,
+                "early_stopping_size": es_size,
+                "callbacks": callbacks,
+                "seed": seed,
+            }
+        )
+
+    # ------------------------------------------------------------------ predicting
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        params = self.spec_["params"]
+        if BUILDER_KINDS[self.spec_["builder"]] == "text":
+            return _check_texts(X)
+        if len(params["input_shape"]) == 1:
+            return validate_data(self, X, dtype=(np.float64, np.float32), reset=False).astype(np.float32)
+        return self._check_images(X, expected=params["input_shape"])
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n, n_classes)``, columns in ``classes_`` order."""
+        from zoo.models import predict_proba
+
+        X = self._check_X(X)
+        return predict_proba(self.model_, X, batch_size=_PREDICT_BATCH)
+
+    def predict(self, X):
+        """Predicted class labels (from ``classes_``)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    # ------------------------------------------------------------------ pickling and tags
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        model = state.pop("model_", None)
+        if model is not None:  # rebuilt from code and weights on unpickling: no Keras config is deserialized
+            state["_model_weights"] = [np.asarray(w) for w in model.get_weights()]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        weights = state.pop("_model_weights", None)
+        super().__setstate__(state)
+        if weights is not None:
+            from zoo.models import build_model, compile_model
+
+            model = build_model(self.spec_["builder"], self.spec_["params"], vocabulary=self.vocabulary_)
+            _set_weights(model, weights)
+            compile_model(model, self.spec_["recipe"], text=model.output_shape[-1] == 1)
+            self.model_ = model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        kind = BUILDER_KINDS.get(self.builder)
+        tags.input_tags.two_d_array = self.builder == "mlp"
+        tags.input_tags.three_d_array = kind == "image"
+        tags.input_tags.string = kind == "text"
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _carve(y: np.ndarray, size, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Seeded split of encoded labels ``y`` into sorted (fit, early-stopping) indices."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    if size is None:
+        return np.arange(n), None
+    count = int(size) if isinstance(size, numbers.Integral) else math.ceil(size * n)
+    if not 1 <= count < n:
+        raise ValueError(f"early_stopping_size={size!r} leaves no examples to fit or to early-stop on with n_samples={n}")
+    k = int(y.max()) + 1
+    stratify = y if np.bincount(y).min() >= 2 and min(count, n - count) >= k else None
+    fit_idx, es_idx = train_test_split(np.arange(n), test_size=count, stratify=stratify, random_state=seed)
+    return np.sort(fit_idx), np.sort(es_idx)
+
+
+def _check_texts(X) -> np.ndarray:
+    X = np.asarray(X, dtype=object)
+    if X.ndim == 2 and X.shape[1] == 1:
+        X = X[:, 0]
+    if X.ndim != 1 or len(X) == 0 or not all(isinstance(t, (str, bytes)) for t in X):
+        raise ValueError(f"text builders take a non-empty 1-D sequence of raw strings, got an array of shape {X.shape}")
+    return X
+
+
+def _adapt_vocabulary(builder: str, params: dict, texts: np.ndarray) -> list[str]:
+    """The builder's ``TextVectorization`` vocabulary, adapted on ``texts``."""
+    from zoo.architectures import text_vectorizer
+
+    layer = text_vectorizer(builder, **{k: v for k, v in params.items() if k in _VECTORIZER_PARAMS})
+    layer.adapt(texts, batch_size=1024)
+    return [str(t) for t in layer.get_vocabulary(include_special_tokens=False)]
+
+
+def _set_weights(model, weights) -> None:
+    """``model.set_weights`` plus what ``load_weights`` also does: refresh adapted Normalization layers."""
+    model.set_weights(weights)
+    for layer in model.layers:
+        if hasattr(layer, "finalize_state") and layer.__class__.__name__ == "Normalization":
+            layer.finalize_state()
+
+
+def _params_from_recipe(recipe: dict) -> dict:
+    """Estimator parameters from a recipe in the registry's format."""
+    optimizer = dict(recipe["optimizer"])
+    callbacks = recipe.get("callbacks", {})
+    early = callbacks.get("early_stopping")
+    plateau = callbacks.get("reduce_lr_on_plateau", {})
+    params = {
+        "epochs": recipe["epochs"],
+        "batch_size": recipe["batch_size"],
+        "optimizer": optimizer.pop("name"),
+        "learning_rate": optimizer.pop("learning_rate", 1e-3),
+        "optimizer_options": optimizer or None,
+        "early_stopping_size": (recipe.get("early_stopping_size") or None) if early is not None else None,
+        "precision": recipe.get("precision", "float32"),
+        "random_state": recipe["seed"],
+    }
+    if early is not None:
+        params.update(monitor=early.get("monitor", "val_loss"), patience=early.get("patience", 4))
+    params.update(lr_factor=plateau.get("factor", 0.5), lr_patience=plateau.get("patience", 2), min_lr=plateau.get("min_lr", 1e-5))
+    return params
+
+
+def _plain(value):
+    """``value`` with tuples as lists and NumPy scalars as Python ones (YAML- and JSON-safe)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
