@@ -28,6 +28,7 @@ def test_one_epoch_recipe_on_a_subset_writes_everything_and_updates_the_registry
     saved = registry.entry(name)
     assert saved == entry
     assert saved["training"]["epochs_run"] == 1 and saved["training"]["subset"] == 512
+    assert (saved["training"]["fit_examples"], saved["training"]["early_stopping_examples"]) == (512, 128)
     assert saved["recipe"]["epochs"] == 1 and saved["training"]["command"] == f"zoo train {name} --epochs 1"
     assert (tmp_path / "weights" / f"{name}.weights.h5").is_file()
     if name.startswith("imdb"):

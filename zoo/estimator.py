@@ -239,14 +239,16 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         classes, y = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"ZooClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1)) if not isinstance(self.random_state, numbers.Integral) else int(self.random_state)
+        seed = _seed(self.random_state)
         keras.utils.set_random_seed(seed)
         fit_idx, es_idx = _carve(y, self.early_stopping_size, seed)
         X_fit, y_fit = X[fit_idx], y[fit_idx]
         validation = (X[es_idx], y[es_idx]) if es_idx is not None else None
 
         hyper = _plain(self._hyperparameters())
-        params = {"num_classes": len(classes), **hyper} if kind == "text" else {"input_shape": list(X.shape[1:]), "num_classes": len(classes), **hyper}
+        params = {"num_classes": len(classes), **hyper}  # what the builder gets, recorded in spec_
+        if kind != "text":
+            params = {"input_shape": list(X.shape[1:]), **params}
         vocabulary = _adapt_vocabulary(self.builder, hyper, X_fit) if kind == "text" else None
         optimizer = {"name": self.optimizer, "learning_rate": self.learning_rate, **(self.optimizer_options or {})}
         previous_policy = keras.config.dtype_policy()
@@ -455,6 +457,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _seed(random_state) -> int:
+    """An int seed: ``random_state`` itself, or drawn from it (None: fresh entropy)."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
 
 
 def _carve(y: np.ndarray, size, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
