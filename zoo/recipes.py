@@ -1,7 +1,8 @@
 """The recipes that train every zoo entry: architecture, hyperparameters and schedule.
 
 ``zoo.train(name)`` runs ``RECIPES[name]`` and records it, with its results,
-in the registry. Each recipe fits on the ``train`` split minus a seeded,
+in the registry; ``zoo.ZooClassifier.from_zoo(name)`` gives the same recipe as
+an estimator to train on other data. Each recipe fits on the ``train`` split minus a seeded,
 stratified early-stopping slice of ``early_stopping_size`` examples; the
 ``validation`` split is never seen in training (it is reserved for blending).
 All recipes are sized to finish in at most 20 minutes on a 2-core CPU.
