@@ -12,6 +12,7 @@ from ensemble import solvers
 from ensemble._keras import KerasMember
 from ensemble.blend import BlendClassifier, BlendRegressor
 from ensemble.diversity import Diversity, diversity
+from ensemble.persistence import load, save
 from ensemble.stack import StackClassifier, StackRegressor
 
 __all__ = [
@@ -22,5 +23,7 @@ __all__ = [
     "StackClassifier",
     "StackRegressor",
     "diversity",
+    "load",
+    "save",
     "solvers",
 ]

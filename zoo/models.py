@@ -7,7 +7,9 @@ every load; no model config or code is deserialized.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,9 @@ import numpy as np
 from zoo._files import ChecksumError, verify
 from zoo.registry import Registry
 
-__all__ = ["build_model", "evaluate", "info", "list_models", "load", "predict_proba", "scores"]
+__all__ = ["build_model", "evaluate", "info", "list_models", "load", "predict_proba", "provenance", "scores"]
+
+_PROVENANCE = weakref.WeakKeyDictionary()  # model -> where zoo.load found it (see provenance())
 
 
 def _registry(registry: Registry | str | os.PathLike | None) -> Registry:
@@ -104,7 +108,32 @@ def load(name: str, weights: str | None = "pretrained", registry: Registry | str
     if weights == "pretrained":
         model.load_weights(weights_path)
     compile_model(model, entry["recipe"], text=vocabulary is not None)
+    _PROVENANCE[model] = {"name": name, "registry": reg, "entry": entry, "vocabulary": vocabulary,
+                          "pretrained": weights == "pretrained", "digest": weights_digest(model)}
     return model
+
+
+def weights_digest(model) -> str:
+    """sha256 over a model's weight values (names, shapes, dtypes and bytes), in order."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        a = np.ascontiguousarray(w.numpy())
+        digest.update(f"{w.path}:{a.dtype}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def provenance(model) -> dict | None:
+    """Where :func:`load` found ``model``, or None for models it did not return.
+
+    Returns a dict with the entry ``name``, its ``registry``, the registry
+    ``entry``, the ``vocabulary`` (text models), whether the weights were the
+    ``pretrained`` ones and whether they are ``unchanged`` since (not trained further).
+    """
+    record = _PROVENANCE.get(model)
+    if record is None:
+        return None
+    return {**record, "unchanged": weights_digest(model) == record["digest"]}
 
 
 def _check_file(path: Path, sha256: str, name: str, what: str) -> None:

@@ -1,0 +1,379 @@
+"""Encoding a fitted ensemble as JSON plus one file per model, and decoding it back.
+
+Values become JSON: scalars as they are, arrays inline (small, finite) or as
+``.npy`` files, containers tagged (``{"$tuple": [...]}``). Objects become
+*parts*, written once each even when referenced twice (``estimators`` and
+``estimators_`` share their prefit members):
+
+====================  ===============================================================
+kind                  stored as
+====================  ===============================================================
+``zoo``               a shipped zoo entry by name and weights sha256 (nothing written)
+``zoo_build``         builder and hyperparameters from code, ``.weights.h5`` (+ vocabulary)
+``keras``             a ``.keras`` file, loaded with ``safe_mode=True``
+``keras_member``      a :class:`KerasMember` around a Keras part
+``frozen``            a ``FrozenEstimator`` around a part
+``xgboost``           XGBoost's own UBJSON model file
+``pipeline``          a ``Pipeline`` holding a Keras or XGBoost step: one part per step
+``skops``             any other scikit-learn object (``ZooClassifier`` included: its state is
+                      builder, hyperparameters and weight arrays), with ``skops.io`` and an allow-list
+====================  ===============================================================
+
+Nothing here unpickles: every file is opened by a format that cannot run code
+(``.npy`` without pickle, HDF5 weights, safe-mode ``.keras``, XGBoost JSON)
+or by ``skops.io`` with an explicit list of trusted types.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ensemble._keras import KerasMember, is_keras_model
+
+_INLINE_ARRAY = 4096  # larger (or non-finite) arrays go to .npy files
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+# Types and functions trusted by ensemble.load beyond skops' own defaults (scikit-learn's
+# estimators, NumPy and SciPy containers). Functions are listed one by one on purpose.
+TRUSTED_TYPES = (
+    "ensemble.preprocessing.Flatten",
+    "zoo.estimator.ZooClassifier",  # restores its model from builder code and weight arrays
+
+    "sklearn.tree._tree.Tree",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "builtins.slice",
+    "numpy.float64",
+    "numpy.int64",
+)
+
+
+class UntrustedTypesError(ValueError):
+    """A saved scikit-learn part holds types that are not on the allow-list."""
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+class Encoder:
+    """Turns values into JSON and files under ``folder``; ``files`` maps file name to role."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.files: list[str] = []
+        self.parts: list[dict] = []
+        self._memo: dict[int, int] = {}
+        self._keep = []  # keep encoded objects alive so their ids stay unique
+
+    def _file(self, stem: str, suffix: str) -> tuple[str, Path]:
+        base = _SAFE_NAME.sub("_", stem)[:60] or "part"
+        name = f"{len(self.files):03d}-{base}{suffix}"
+        self.files.append(name)
+        return name, self.folder / name
+
+    def value(self, obj, hint: str = "value"):
+        """JSON for ``obj``; objects that are not plain data become parts."""
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return obj
+        if isinstance(obj, float):
+            return obj if math.isfinite(obj) else {"$float": repr(obj)}
+        if isinstance(obj, np.generic):
+            return {"$scalar": self.value(np.asarray(obj), hint)}
+        if isinstance(obj, np.ndarray):
+            return self._array(obj, hint)
+        if isinstance(obj, tuple):
+            return {"$tuple": [self.value(v, hint) for v in obj]}
+        if isinstance(obj, list):
+            return [self.value(v, hint) for v in obj]
+        from sklearn.utils import Bunch
+
+        if isinstance(obj, dict):
+            bad = [k for k in obj if not isinstance(k, str)]
+            if bad:
+                raise TypeError(f"cannot save a dict with non-string keys ({bad[:3]!r}) in {hint}")
+            tag = "$bunch" if isinstance(obj, Bunch) else "$dict"
+            return {tag: {k: self.value(v, f"{hint}.{k}") for k, v in obj.items()}}
+        return {"$part": self.part(obj, hint)}
+
+    def _array(self, a: np.ndarray, hint: str):
+        if a.dtype.kind == "O":
+            kinds = {type(v) for v in a.ravel()}
+            if kinds <= {str}:
+                return {"$ndarray_object": self._array(a.astype(str), hint)}
+            raise TypeError(f"cannot save an object array holding {sorted(k.__name__ for k in kinds)} in {hint}")
+        if a.dtype.kind not in "biufcUS" or a.dtype.kind == "c":
+            raise TypeError(f"cannot save an array of dtype {a.dtype} in {hint}")
+        if a.size <= _INLINE_ARRAY and (a.dtype.kind != "f" or np.isfinite(a).all()):
+            return {"$ndarray": {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}}
+        name, path = self._file(hint, ".npy")
+        np.save(path, a, allow_pickle=False)
+        return {"$npy": name}
+
+    def part(self, obj, hint: str) -> int:
+        """Index of the part record for ``obj``, writing its files the first time."""
+        key = id(obj)
+        if key in self._memo:
+            return self._memo[key]
+        self._keep.append(obj)
+        record = self._record(obj, hint)
+        self.parts.append(record)
+        self._memo[key] = len(self.parts) - 1
+        return self._memo[key]
+
+    def _record(self, obj, hint):
+        from sklearn.frozen import FrozenEstimator
+        from sklearn.pipeline import Pipeline
+
+        if isinstance(obj, KerasMember):
+            return {"kind": "keras_member", "model": self.value(obj.model, hint), "classes": self.value(obj.classes, hint),
+                    "batch_size": obj.batch_size, "task": obj.task}
+        if is_keras_model(obj):
+            return self._keras(obj, hint)
+        if isinstance(obj, FrozenEstimator):
+            return {"kind": "frozen", "estimator": self.value(obj.estimator, hint)}
+        if _is_xgboost(obj):
+            return self._xgboost(obj, hint)
+        if isinstance(obj, Pipeline) and _needs_split(obj):
+            steps = [[name, self.value(step, f"{hint}.{name}")] for name, step in obj.steps]
+            return {"kind": "pipeline", "steps": steps, "verbose": bool(obj.verbose)}
+        if _needs_split(obj):
+            raise TypeError(
+                f"cannot save {hint}: a {type(obj).__name__} holding Keras or XGBoost models; "
+                "use them directly or as steps of a Pipeline"
+            )
+        if not hasattr(obj, "get_params"):
+            raise TypeError(f"cannot save {hint}: {type(obj).__name__} is not an estimator, a model or plain data")
+        import skops.io
+
+        name, path = self._file(hint, ".skops")
+        skops.io.dump(obj, path)
+        return {"kind": "skops", "file": name, "class": _qualname(type(obj))}
+
+    def _keras(self, model, hint):
+        from zoo.models import provenance
+
+        origin = provenance(model)
+        if origin is not None and origin["pretrained"] and origin["unchanged"] and _is_shipped(origin["registry"]):
+            entry = origin["entry"]
+            return {"kind": "zoo", "name": origin["name"], "weights_sha256": entry["weights"]["sha256"]}
+        if origin is not None:
+            entry = origin["entry"]
+            name, path = self._file(hint, ".weights.h5")
+            model.save_weights(path)
+            record = {"kind": "zoo_build", "zoo_name": origin["name"], "builder": entry["builder"],
+                      "params": self.value(entry["params"], hint), "weights": name}
+            if origin["vocabulary"] is not None:
+                vocab, vpath = self._file(hint, ".vocab.txt")
+                vpath.write_text("".join(f"{token}\n" for token in origin["vocabulary"]), encoding="utf-8")
+                record["vocabulary"] = vocab
+            return record
+        name, path = self._file(hint, ".keras")
+        model.save(path)
+        return {"kind": "keras", "file": name}
+
+    def _xgboost(self, model, hint):
+        params = {k: v for k, v in model.get_params().items() if _is_plain(v)}
+        record = {"kind": "xgboost", "class": _qualname(type(model)), "file": None, "params": params}
+        if _xgboost_fitted(model):  # unfitted models (an ensemble's templates) are their parameters
+            record["file"], path = self._file(hint, ".ubj")
+            model.save_model(path)
+        return record
+
+
+def _xgboost_fitted(model) -> bool:
+    try:
+        model.get_booster()
+    except Exception:  # xgboost raises NotFittedError (or XGBoostError in older versions)
+        return False
+    return True
+
+
+def _is_plain(v):
+    return v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
+
+
+def _qualname(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_xgboost(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "xgboost" and hasattr(obj, "save_model")
+
+
+def _is_shipped(registry) -> bool:
+    from zoo.registry import Registry
+
+    try:
+        return Path(registry.path).resolve() == Registry().path.resolve()
+    except Exception:  # no shipped registry found: nothing is shipped
+        return False
+
+
+def _needs_split(obj) -> bool:
+    """Whether ``obj`` is or holds (as a parameter, recursively) a Keras or XGBoost model."""
+    if is_keras_model(obj) or _is_xgboost(obj) or isinstance(obj, KerasMember):
+        return True
+    if not hasattr(obj, "get_params") or isinstance(obj, type):
+        return False
+    try:
+        params = obj.get_params(deep=False)
+    except Exception:  # an estimator that cannot list its parameters holds nothing we know
+        return False
+    values = []
+    for v in params.values():
+        values.extend(v if isinstance(v, (list, tuple)) else [v])
+    values = [v[1] if isinstance(v, tuple) and len(v) == 2 else v for v in values]
+    return any(_needs_split(v) for v in values if not isinstance(v, (str, int, float, bool, type(None))))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class Decoder:
+    """Rebuilds values from JSON and files already checked against the manifest."""
+
+    def __init__(self, folder: Path, parts: list, files: set, trusted=()):
+        self.folder = Path(folder)
+        self.records = parts
+        self.files = files
+        self.trusted = tuple(trusted)
+        self._built: dict[int, object] = {}
+
+    def path(self, name) -> Path:
+        if not isinstance(name, str) or name not in self.files:
+            raise ValueError(f"the manifest refers to {name!r}, which is not one of its verified files")
+        return self.folder / name
+
+    def value(self, doc):
+        if doc is None or isinstance(doc, (bool, int, float, str)):
+            return doc
+        if isinstance(doc, list):
+            return [self.value(v) for v in doc]
+        if not isinstance(doc, dict) or len(doc) != 1:
+            raise ValueError(f"malformed value in the manifest: {str(doc)[:80]}")
+        (tag, body), = doc.items()
+        if tag == "$float":
+            return float(body) if body in ("nan", "inf", "-inf") else _bad(doc)
+        if tag == "$scalar":
+            return self.value(body)[()]
+        if tag == "$ndarray":
+            return np.asarray(body["data"], dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+        if tag == "$ndarray_object":
+            return self.value(body).astype(object)
+        if tag == "$npy":
+            return np.load(self.path(body), allow_pickle=False)
+        if tag == "$tuple":
+            return tuple(self.value(v) for v in body)
+        if tag == "$dict":
+            return {k: self.value(v) for k, v in body.items()}
+        if tag == "$bunch":
+            from sklearn.utils import Bunch
+
+            return Bunch(**{k: self.value(v) for k, v in body.items()})
+        if tag == "$part":
+            return self.part(body)
+        return _bad(doc)
+
+    def part(self, index):
+        if not isinstance(index, int) or not 0 <= index < len(self.records):
+            raise ValueError(f"the manifest refers to part {index!r}, which it does not define")
+        if index not in self._built:
+            self._built[index] = self._build(self.records[index])
+        return self._built[index]
+
+    def _build(self, record):
+        kind = record.get("kind")
+        if kind == "keras_member":
+            return KerasMember(self.value(record["model"]), classes=self.value(record["classes"]),
+                               batch_size=record["batch_size"], task=record["task"])
+        if kind == "zoo":
+            return _zoo_reference(record)
+        if kind == "zoo_build":
+            return self._zoo_build(record)
+        if kind == "keras":
+            import keras
+
+            return keras.saving.load_model(self.path(record["file"]), compile=False, safe_mode=True)
+        if kind == "frozen":
+            from sklearn.frozen import FrozenEstimator
+
+            return FrozenEstimator(self.value(record["estimator"]))
+        if kind == "xgboost":
+            return _xgboost(record, None if record.get("file") is None else self.path(record["file"]))
+        if kind == "pipeline":
+            from sklearn.pipeline import Pipeline
+
+            return Pipeline([(name, self.value(step)) for name, step in record["steps"]], verbose=record.get("verbose", False))
+        if kind == "skops":
+            return self._skops(record)
+        raise ValueError(f"unknown part kind {kind!r} in the manifest")
+
+    def _zoo_build(self, record):
+        from zoo.models import build_model, read_vocabulary
+
+        vocabulary = read_vocabulary(self.path(record["vocabulary"])) if "vocabulary" in record else None
+        model = build_model(record["builder"], self.value(record["params"]), vocabulary=vocabulary)
+        model.load_weights(self.path(record["weights"]))
+        return model
+
+    def _skops(self, record):
+        import skops.io
+
+        data = self.path(record["file"]).read_bytes()
+        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES and t not in self.trusted]
+        if untrusted:
+            raise UntrustedTypesError(
+                f"{record['file']} holds types that are not trusted: {', '.join(untrusted)}; if you trust "
+                "their source, pass them to ensemble.load(..., trusted=[...]) (or --trust on the command line)"
+            )
+        trusted = [t for t in skops.io.get_untrusted_types(data=data)]
+        return skops.io.load(io.BytesIO(data), trusted=trusted)
+
+
+def _bad(doc):
+    raise ValueError(f"malformed value in the manifest: {json.dumps(doc)[:80]}")
+
+
+def _zoo_reference(record):
+    import zoo
+
+    name, sha = record["name"], record["weights_sha256"]
+    if name not in zoo.Registry():
+        raise ValueError(f"zoo model {name!r} is not in this installation's registry")
+    now = zoo.info(name)["weights"]["sha256"]
+    if now != sha:
+        raise ValueError(f"zoo model {name!r} has weights sha256 {now[:12]}…, not the saved {sha[:12]}…; refit the ensemble")
+    return zoo.load(name)  # checks the weight file against the registry
+
+
+def _xgboost(record, path):
+    import xgboost
+
+    cls = record.get("class", "")
+    allowed = {f"xgboost.sklearn.{n}": getattr(xgboost, n) for n in ("XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegressor")}
+    if cls not in allowed:
+        raise ValueError(f"unknown XGBoost model class {cls!r} in the manifest")
+    params = {k: v for k, v in (record.get("params") or {}).items() if _is_plain(v)}
+    model = allowed[cls](**params)
+    if path is not None:
+        model.load_model(path)
+    return model

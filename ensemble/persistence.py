@@ -1,0 +1,396 @@
+"""Saving and loading fitted ensembles without pickle.
+
+A saved ensemble is a folder::
+
+    PATH/CURRENT                  name of the live version, replaced atomically
+    PATH/v-<time>-<id>/manifest.json
+    PATH/v-<time>-<id>/000-...    one file per model, meta-learner or large array
+
+``manifest.json`` holds the format version, the estimator's class, its
+parameters and fitted attributes (as JSON, see :mod:`ensemble._codec`), the
+library versions that wrote it and the sha256 of every other file. A save
+writes a new version folder beside the live one and then swaps ``CURRENT``,
+so a failed or killed save leaves the previous ensemble loadable, and of two
+concurrent saves one complete ensemble wins. The previous version is kept
+for readers that started before the swap.
+
+:func:`load` checks every file's sha256 before opening it, accepts only bare
+file names that the manifest lists, and opens nothing with pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ensemble._codec import Decoder, Encoder, UntrustedTypesError
+
+__all__ = ["BundleError", "BundleVersionWarning", "UntrustedTypesError", "load", "read_manifest", "save"]
+
+FORMAT = "keras-zoo-ensemble"
+FORMAT_VERSION = 1
+MANIFEST, POINTER = "manifest.json", "CURRENT"
+_VERSION_DIR = re.compile(r"^v-\d{20}-[0-9a-f]{8}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_STALE_TMP_S = 3600
+
+
+class BundleError(ValueError):
+    """A saved ensemble is missing, malformed, tampered with or not readable by this version."""
+
+
+class BundleVersionWarning(UserWarning):
+    """A saved ensemble was written by other versions of the libraries it uses."""
+
+
+def _classes():
+    from ensemble.blend import BlendClassifier, BlendRegressor
+    from ensemble.stack import StackClassifier, StackRegressor
+
+    classes = [BlendClassifier, BlendRegressor, StackClassifier, StackRegressor]
+    with contextlib.suppress(ImportError, AttributeError):
+        import zoo.estimator
+
+        classes.append(zoo.estimator.ZooClassifier)
+    return {cls.__name__: cls for cls in classes}
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save(estimator, path, *, metadata=None):
+    """Save a fitted ensemble to the folder ``path``, atomically.
+
+    Parameters
+    ----------
+    estimator : BlendClassifier, BlendRegressor, StackClassifier or StackRegressor
+        A fitted ensemble. Its members may be zoo models (saved by reference),
+        other Keras models (``.keras``), scikit-learn estimators and pipelines
+        (``skops``) and XGBoost models (XGBoost's own format).
+    path : str or path-like
+        Folder to write. If it holds a saved ensemble, that one is replaced as a
+        whole; any other existing non-empty folder is refused.
+    metadata : dict, optional
+        JSON-able information to keep in the manifest (e.g. what it was fitted on).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The folder of the version just written.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    classes = _classes()
+    if type(estimator).__name__ not in classes or type(estimator) is not classes[type(estimator).__name__]:
+        raise TypeError(f"ensemble.save saves {', '.join(classes)}; got {type(estimator).__name__}")
+    check_is_fitted(estimator)
+    root = Path(path)
+    _prepare_root(root)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        manifest = _write_version(estimator, tmp, metadata)
+        _write_json(tmp / MANIFEST, manifest)
+        with _locked(root):
+            name = f"v-{time.time_ns():020d}-{secrets.token_hex(4)}"
+            os.rename(tmp, root / name)
+            _replace_text(root / POINTER, name + "\n")
+            _prune(root, keep=name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root / name
+
+
+def _prepare_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise BundleError(f"{root} exists and is not a folder")
+    if root.is_dir() and not (root / POINTER).exists():
+        others = [p.name for p in root.iterdir() if not p.name.startswith((".tmp-", ".lock"))]
+        if others:
+            raise BundleError(f"{root} is a non-empty folder that holds no saved ensemble; choose another path")
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _write_version(estimator, folder: Path, metadata) -> dict:
+    encoder = Encoder(folder)
+    params = estimator.get_params(deep=False)
+    encoded_params = {}
+    for key, value in params.items():
+        encoded_params[key] = encoder.value(_plain_param(key, value), f"param.{key}")
+    fitted = {}
+    for key, value in vars(estimator).items():
+        if key in params or key.startswith("__") or not (key.endswith("_") or key.startswith("_")):
+            continue
+        if key == "_metadata_request":
+            continue
+        fitted[key] = encoder.value(value, key.strip("_") or key)
+    files = {name: _sha256(folder / name) for name in encoder.files}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": type(estimator).__name__,
+        "params": encoded_params,
+        "fitted": fitted,
+        "parts": encoder.parts,
+        "files": files,
+        "versions": _versions(encoder.parts),
+        "metadata": _json_safe(metadata or {}),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _plain_param(key, value):
+    """Parameters that are not data: a joblib.Memory becomes its folder; others must be plain."""
+    if key == "memory" and hasattr(value, "location"):
+        return None if value.location is None else str(value.location)
+    if key == "random_state" and isinstance(value, np.random.RandomState):
+        raise TypeError("cannot save random_state=RandomState(...); use an int or None")
+    if callable(value) and not hasattr(value, "get_params") and not hasattr(value, "fit"):
+        raise TypeError(f"cannot save the callable parameter {key}={value!r}; use a scorer name")
+    return value
+
+
+def _json_safe(doc):
+    try:
+        return json.loads(json.dumps(doc, allow_nan=False, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+    except ValueError as exc:
+        raise TypeError(f"metadata must be JSON-able: {exc}") from None
+
+
+def _versions(parts) -> dict:
+    import sklearn
+
+    import zoo
+
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scikit-learn": sklearn.__version__, "keras-zoo-ensemble": zoo.__version__}
+    kinds = {p["kind"] for p in parts}
+    if kinds & {"skops"}:
+        import skops
+
+        versions["skops"] = skops.__version__
+    if kinds & {"xgboost"}:
+        import xgboost
+
+        versions["xgboost"] = xgboost.__version__
+    if kinds & {"zoo", "zoo_build", "keras"}:
+        import keras
+
+        versions["keras"] = keras.__version__
+    return versions
+
+
+@contextlib.contextmanager
+def _locked(root: Path):
+    import fcntl
+
+    with open(root / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-pointer-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _prune(root: Path, keep: str) -> None:
+    """Remove versions but the new and the previous one, and stale temporary folders."""
+    versions = sorted((p for p in root.iterdir() if _VERSION_DIR.match(p.name)), reverse=True)
+    kept = {keep, *[p.name for p in versions if p.name != keep][:1]}
+    for p in versions:
+        if p.name not in kept:
+            shutil.rmtree(p, ignore_errors=True)
+    now = time.time()
+    for p in root.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if now - p.lstat().st_mtime > _STALE_TMP_S:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    from zoo._files import sha256_file
+
+    return sha256_file(path)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def read_manifest(path) -> tuple[dict, Path]:
+    """The manifest of the saved ensemble at ``path`` and its version folder, checked for form only."""
+    folder = _version_folder(Path(path))
+    file = folder / MANIFEST
+    if file.is_symlink() or not file.is_file():
+        raise BundleError(f"{folder} holds no {MANIFEST}")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{file} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise BundleError(f"{file} is not a saved ensemble (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(f"{file} has format_version {version!r}; this keras-zoo-ensemble reads up to {FORMAT_VERSION}: upgrade it")
+    for key, kind in (("class", str), ("params", dict), ("fitted", dict), ("parts", list), ("files", dict), ("versions", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise BundleError(f"{file}: field {key!r} is missing or not a {kind.__name__}")
+    return doc, folder
+
+
+def _version_folder(root: Path) -> Path:
+    if (root / MANIFEST).exists():
+        return root
+    pointer = root / POINTER
+    if not root.is_dir() or pointer.is_symlink() or not pointer.is_file():
+        raise BundleError(f"{root} is not a saved ensemble (no {POINTER} or {MANIFEST})")
+    name = pointer.read_text(encoding="utf-8").strip()
+    folder = root / name
+    if not _VERSION_DIR.match(name) or folder.is_symlink() or not folder.is_dir():
+        raise BundleError(f"{pointer} names {name[:80]!r}, which is not a version folder of {root}")
+    return folder
+
+
+def load(path, *, trusted=None):
+    """Load an ensemble saved by :func:`save`, verifying every file first.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder given to :func:`save` (or one of its version folders).
+    trusted : list of str, optional
+        Extra type or function names (``"module.Name"``) to trust in saved
+        scikit-learn parts, beyond the package's allow-list. Trusting a
+        ``FunctionTransformer``'s function means running it: add only names
+        whose source you trust.
+
+    Returns
+    -------
+    estimator
+        The fitted ensemble, predicting exactly as when it was saved.
+
+    Raises
+    ------
+    BundleError
+        The folder is not a saved ensemble, a file is missing, altered or
+        outside the folder, or the format is newer than this package.
+    UntrustedTypesError
+        A scikit-learn part holds types outside the allow-list.
+    """
+    root = Path(path)
+    try:
+        return _load_once(root, trusted or ())
+    except (BundleError, FileNotFoundError):
+        # A concurrent save may have pruned the version being read: retry once if CURRENT moved on.
+        before = _pointer(root)
+        if before is None:
+            raise
+        time.sleep(0.05)
+        if _pointer(root) == before and not _was_pruned(root, before):
+            raise
+        return _load_once(root, trusted or ())
+
+
+def _pointer(root: Path):
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return (root / POINTER).read_text(encoding="utf-8").strip()
+    return None
+
+
+def _was_pruned(root: Path, name: str) -> bool:
+    return not (root / name).is_dir()
+
+
+def _load_once(root: Path, trusted):
+    doc, folder = read_manifest(root)
+    files = _verify_files(doc, folder)
+    _check_versions(doc)
+    classes = _classes()
+    cls = classes.get(doc["class"])
+    if cls is None:
+        raise BundleError(f"{doc['class']!r} is not a class ensemble.load restores ({', '.join(classes)})")
+    decoder = Decoder(folder, doc["parts"], files, trusted)
+    try:
+        params = {k: decoder.value(v) for k, v in doc["params"].items()}
+        estimator = cls(**params)
+        for key, value in doc["fitted"].items():
+            if not isinstance(key, str) or not (key.endswith("_") or key.startswith("_")) or key.startswith("__"):
+                raise BundleError(f"manifest field fitted.{key!s:.40} is not a fitted attribute")
+            setattr(estimator, key, decoder.value(value))
+    except (UntrustedTypesError, BundleError, FileNotFoundError):
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{folder}: cannot rebuild the ensemble: {type(exc).__name__}: {exc}") from exc
+    return estimator
+
+
+def _verify_files(doc: dict, folder: Path) -> set:
+    from zoo._files import sha256_file
+
+    files = doc["files"]
+    for name, digest in files.items():
+        if not isinstance(name, str) or not _FILE_NAME.match(name) or name in (MANIFEST, POINTER):
+            raise BundleError(f"manifest names a file {name[:80]!r}: only bare file names inside the folder are allowed")
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"{folder} lacks {name} (or it is a link or not a regular file)")
+        got = sha256_file(path)
+        if got != digest:
+            raise BundleError(f"{path} has sha256 {got[:12]}…, not the {str(digest)[:12]}… its manifest records; refusing to read it")
+    return set(files)
+
+
+def _check_versions(doc: dict) -> None:
+    saved = doc["versions"]
+    now = _installed_versions(saved)
+    for lib, version in saved.items():
+        if lib == "python" or lib not in now or now[lib] == version:
+            continue
+        if lib == "keras" and str(version).split(".")[0] != str(now[lib]).split(".")[0]:
+            raise BundleError(f"the ensemble was saved with keras {version}; this is keras {now[lib]}: the formats differ")
+        warnings.warn(
+            f"the ensemble was saved with {lib} {version} and is loaded with {lib} {now[lib]}; "
+            "check its predictions", BundleVersionWarning, stacklevel=4,
+        )
+
+
+def _installed_versions(saved) -> dict:
+    from importlib import metadata
+
+    import sklearn
+
+    import zoo
+
+    now = {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "keras-zoo-ensemble": zoo.__version__}
+    for lib in ("skops", "xgboost", "keras"):
+        if lib in saved:
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                now[lib] = metadata.version(lib)
+    return now
