@@ -290,7 +290,7 @@ def test_zoo_classifier_member_round_trip(tmp_path):
 
     X, y = load_digits(return_X_y=True)
     X = (X * 16).clip(0, 255).astype("uint8").reshape(-1, 8, 8)
-    stack = StackClassifier([("net", ZooClassifier("mlp", epochs=1, builder__units=(16,))), LogisticRegression(max_iter=200)], cv=2)
+    stack = StackClassifier([("net", ZooClassifier("mlp", epochs=1, builder__units=(16,))), make_pipeline(Flatten(), LogisticRegression(max_iter=200))], cv=2)
     expected = stack.fit(X[:300], y[:300]).predict_proba(X[300:400])
     ensemble.save(stack, tmp_path / "bundle")
     version, _ = _files(tmp_path / "bundle")
