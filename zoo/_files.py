@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -28,11 +29,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
     The temporary name ends in ``suffix`` (for writers that check extensions).
     If the body raises, the temporary file is removed and ``path`` is untouched,
-    so readers never see a half-written file.
+    so readers never see a half-written file. Errors name ``path``, never the
+    hidden temporary file: a ``path`` that is a folder raises
+    ``IsADirectoryError``, a name longer than the file system allows raises an
+    ``OSError`` with ``errno.ENAMETOOLONG``.
     """
     path = Path(path)
+    check_file_name(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    try:  # the temporary name is bounded, so every valid final name works
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_TMP_PREFIX]}.", suffix=".part" + suffix, dir=path.parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -40,10 +48,46 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        renamed = _naming(exc, tmp, path)
+        if renamed is exc:
+            raise
+        raise renamed from exc
+
+
+_TMP_PREFIX = 40  # characters of the final name kept in the temporary one
+
+
+def check_file_name(path: str | os.PathLike) -> None:
+    """Raise an ``OSError`` unless ``path`` can name a new file: its name too long, a file above it, or a folder."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    if len(os.fsencode(path.name)) > limit:
+        raise OSError(errno.ENAMETOOLONG, f"file name too long ({len(os.fsencode(path.name))} bytes; at most {limit})", str(path))
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file name", str(path))
+
+
+def _naming(exc: BaseException, tmp: str, path: Path) -> BaseException:
+    """``exc`` with the temporary file's name replaced by ``path`` (``exc`` itself if it does not name it)."""
+    if isinstance(exc, OSError) and exc.filename == tmp:
+        return type(exc)(exc.errno, exc.strerror, str(path))
+    if tmp in str(exc):
+        try:
+            return type(exc)(str(exc).replace(tmp, str(path)))
+        except Exception:  # an exception type that cannot be rebuilt from a message
+            return exc
+    return exc
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -52,7 +96,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, *, hint: str = "", progress: bool = True) -> Path:
+_show_progress = True
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool):
+    """Within the block, downloads show progress bars only if ``enabled`` (``--quiet`` turns them off)."""
+    global _show_progress
+    saved, _show_progress = _show_progress, enabled
+    try:
+        yield
+    finally:
+        _show_progress = saved
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, *, hint: str = "", progress: bool | None = None) -> Path:
     """Download ``url`` to ``dest``, verify its sha256, and write it atomically.
 
     Parameters
@@ -66,12 +124,14 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *, hint: str = "", 
     hint : str
         Appended to the error message when the network fails (e.g. how to
         point the loader at a local copy instead).
-    progress : bool
-        Show a tqdm progress bar on stderr.
+    progress : bool, optional
+        Show a tqdm progress bar on stderr; by default unless inside
+        ``progress_bars(False)``.
     """
     from tqdm.auto import tqdm
 
     dest = Path(dest)
+    progress = _show_progress if progress is None else progress
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as response, atomic_path(dest) as tmp:
