@@ -5,7 +5,10 @@ Relative ``$ZOO_DATA_DIR``/``$ZOO_CACHE_DIR`` values (the README's command uses
 pytest was started from, so subprocesses started elsewhere see the same folders.
 """
 
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,3 +30,18 @@ def data_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.fail(f"ZOO_DATA_DIR={path!s} does not hold the datasets; point it at ../shared/data")
     return path
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/'mirror'."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -1,14 +1,11 @@
 """Dataset loaders: official formats, fixed splits, checksums, caching and downloads."""
 
 import collections
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import shutil
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -143,21 +140,6 @@ def test_unknown_names_are_clear_errors():
 # ----------------------------------------------------------------------------- downloads
 
 
-@pytest.fixture
-def http_mirror(tmp_path):
-    """A real HTTP server on 127.0.0.1 serving tmp_path/'mirror'."""
-    root = tmp_path / "mirror"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_missing_file_is_downloaded_verified_and_written_atomically(tmp_path, monkeypatch, http_mirror, data_dir):
     root, url = http_mirror
     _copy_dataset(data_dir, root, "mnist")
@@ -179,7 +161,7 @@ def test_corrupted_download_is_rejected_and_leaves_nothing_behind(tmp_path, monk
     target = tmp_path / "fresh"
     with pytest.raises(ChecksumError, match="t10k-images-idx3-ubyte.gz"):
         datasets.load("mnist", "test", data_dir=target)
-    assert list((target / "mnist").iterdir()) == []  # no file, no partial download
+    assert not target.exists()  # no file, no partial download, no folder made for it
 
 
 def test_unreachable_network_names_file_url_and_variable(tmp_path, monkeypatch):
@@ -188,7 +170,10 @@ def test_unreachable_network_names_file_url_and_variable(tmp_path, monkeypatch):
         datasets.load("fashion_mnist", "test", data_dir=tmp_path)
     message = str(info.value)
     assert "t10k-images-idx3-ubyte.gz" in message and "http://127.0.0.1:9/fashion_mnist/" in message and "ZOO_DATA_DIR" in message
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    assert list(tmp_path.iterdir()) == []  # no file, and no fashion_mnist/ folder either
+    with pytest.raises(DataUnavailableError):
+        datasets.load("mnist", "test", data_dir=tmp_path / "shraed" / "data")  # a mistyped data directory
+    assert list(tmp_path.iterdir()) == []  # is not created when nothing was downloaded
 
 
 def test_data_dir_resolution_order(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ import functools
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import re
 import stat
@@ -217,11 +218,18 @@ def _fetch(root: Path, dataset: str, spec: _File) -> Path:
     if not path.exists():
         mirror = os.environ.get("ZOO_DATA_MIRROR")
         url = f"{mirror.rstrip('/')}/{dataset}/{spec.name}" if mirror else spec.url
+        created = list(itertools.takewhile(lambda p: not p.exists(), [path.parent, *path.parent.parents]))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataUnavailableError(f"{path} is missing and {path.parent} cannot be created ({exc}). {_hint(root)}") from exc
-        download(url, path, spec.sha256, hint=f"{path} is missing. {_hint(root)}")
+        try:
+            download(url, path, spec.sha256, hint=f"{path} is missing. {_hint(root)}")
+        except BaseException:
+            for folder in created:  # a mistyped data directory is not left behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     verify(path, spec.sha256, what=f"{dataset} file")
     return path
 
