@@ -115,7 +115,7 @@ def test_error_paths_are_one_line_with_exit_code_2(tmp_path, own_registry):
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "absent.npz", check=False), "absent.npz")
     assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "absent.npy", check=False), "does not exist")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 32, 32, 3), dtype=np.uint8))
-    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "wrong.npy", check=False), "(n, 28, 28, 1)", "(2, 32, 32, 3)")
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "wrong.npy", check=False), "28, 28, 1)", "(2, 32, 32, 3)")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "broken.npz", check=False), "broken.npz")
     assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "broken.npz", check=False), "cannot read", "broken.npz")
@@ -137,3 +137,126 @@ def test_error_paths_are_one_line_with_exit_code_2(tmp_path, own_registry):
     debug = run_zoo("info", "mnist_vgg", "--debug", check=False)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
     assert run_zoo("frobnicate", check=False).returncode == 2
+
+
+# --- inputs users get wrong (issue 7): one line, exit 2, before any model is loaded ------------------
+
+
+def _png_of_size(path, width, height):
+    """A valid 1-bit PNG of width x height black pixels, a few kB on disk (a decompression bomb when large)."""
+    import struct
+    import zlib
+
+    compress = zlib.compressobj(9)
+    row = b"\0" + bytes((width + 7) // 8)
+    data = b"".join(compress.compress(row) for _ in range(height)) + compress.flush()
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_non_positive_counts_are_refused():
+    for args in (["evaluate", "mnist_mlp", "--limit", "0"], ["evaluate", "mnist_mlp", "--limit", "-5"],
+                 ["train", "mnist_mlp", "--epochs", "0"], ["train", "mnist_mlp", "--subset", "0"]):
+        assert_usage_error(run_zoo(*args, check=False), args[-2], "positive")
+
+
+def test_evaluate_refuses_data_the_model_was_not_trained_on(tmp_path):
+    X, y = zoo.datasets.load("mnist", "test")
+    X, y = X[:50], y[:50]
+    cases = {
+        "scaled": ((X / 255.0).astype("float32"), y, "uint8", "float32 values from 0 to 1"),
+        "nan": (np.where(X > 100, np.nan, X).astype("float32"), y, "uint8", "NaN"),
+        "negative": (X.astype(np.int16) - 10, y, "uint8", "from -10"),
+        "bool": (X > 100, y, "uint8", "booleans"),
+        "empty": (X[:0], y[:0], "empty", "(0, 28, 28, 1)"),
+        "scalar": (np.array(7, np.uint8), np.array(7), "single value", "0-d"),
+    }
+    for name, (Xc, yc, *fragments) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", X=Xc, y=yc)
+        assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / f"{name}.npz", check=False), f"{name}.npz", *fragments)
+    np.save(tmp_path / "empty.npy", X[:0])
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "empty.npy", check=False), "empty.npy", "no samples")
+
+
+def test_evaluate_ravels_a_column_of_labels_with_one_warning_line(tmp_path):
+    X, y = zoo.datasets.load("mnist", "test")
+    np.savez(tmp_path / "column.npz", X=X[:300], y=y[:300, None])
+    proc = run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "column.npz", "--json", "--quiet")
+    expected = zoo.models.scores(y[:300], zoo.predict_proba(zoo.load("mnist_mlp"), X[:300]))
+    measured = json.loads(proc.stdout)["measured"]
+    assert measured["accuracy"] == pytest.approx(expected["accuracy"]) and measured["accuracy"] > 0.95  # not 10 %
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("zoo evaluate: warning: A column-vector y was passed")
+
+
+def test_predict_reads_every_input_and_names_the_one_it_cannot_take(tmp_path):
+    from PIL import Image
+
+    X, _ = zoo.datasets.load("mnist", "test")
+    np.savez(tmp_path / "a.npz", X=X[:2])
+    Image.fromarray(X[2, ..., 0]).save(tmp_path / "b.png")
+    np.save(tmp_path / "c.npy", X[3:5, ..., 0])
+    rows = json.loads(run_zoo("predict", "mnist_mlp", tmp_path / "a.npz", tmp_path / "b.png", tmp_path / "c.npy", "--json").stdout)
+    assert [r["input"] for r in rows] == ["a.npz[0]", "a.npz[1]", "b.png", "c.npy[0]", "c.npy[1]"]
+    expected = zoo.predict_proba(zoo.load("mnist_mlp"), X[:5]).argmax(axis=1)
+    assert [r["class_index"] for r in rows] == expected.tolist()
+    (tmp_path / "reviews.txt").write_text("a fine film\n")
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "a.npz", tmp_path / "reviews.txt", check=False), "reviews.txt", "image model")
+    np.save(tmp_path / "scaled.npy", (X[:2] / 255.0).astype("float32"))
+    assert_usage_error(run_zoo("predict", "mnist_mlp", tmp_path / "a.npz", tmp_path / "scaled.npy", check=False), "scaled.npy", "uint8")
+
+
+def test_png_decompression_bombs_are_refused(tmp_path):
+    huge = _png_of_size(tmp_path / "huge.png", 20000, 20000)  # 400 Mpixels: beyond Pillow's own limit
+    large = _png_of_size(tmp_path / "large.png", 10000, 10000)  # 100 Mpixels: Pillow would only warn and decode it
+    assert huge.stat().st_size < 100_000
+    assert_usage_error(run_zoo("predict", "mnist_mlp", huge, check=False), "huge.png", "decompression bomb")
+    assert_usage_error(run_zoo("predict", "mnist_mlp", large, check=False), "large.png", "10000x10000")
+
+
+def test_output_paths_that_are_folders_or_too_long_are_refused(tmp_path):
+    (tmp_path / "plots").mkdir()
+    assert_usage_error(run_zoo("info", "mnist_mlp", "--plot", tmp_path / "plots", check=False), "--plot", "is a folder")
+    long_name = tmp_path / ("p" * 300 + ".png")
+    assert_usage_error(run_zoo("info", "mnist_mlp", "--plot", long_name, check=False), "--plot", "too long")
+    (tmp_path / "run.txt").write_text("a file")
+    assert_usage_error(run_zoo("train", "mnist_mlp", "--out", tmp_path / "run.txt", check=False), "--out", "not a folder")
+    assert_usage_error(run_zoo("train", "mnist_mlp", "--out", tmp_path / "run.txt" / "sub", check=False), "--out", "run.txt is not a folder")
+    assert_usage_error(run_zoo("train", "mnist_mlp", "--out", tmp_path / ("r" * 300), check=False), "--out", "too long")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots", "run.txt"]
+
+
+def test_control_characters_never_reach_the_terminal_raw(tmp_path):
+    X, _ = zoo.datasets.load("mnist", "test")
+    name = "x\x1b[2J\x1b]0;owned\x07\u202e.npy"  # clear screen, set title, right-to-left override
+    np.save(tmp_path / name, X[:1])
+    proc = run_zoo("predict", "mnist_mlp", tmp_path / name)
+    assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout and "x\\x1b[2J\\x1b]0;owned\\x07\\u202e.npy[0]" in proc.stdout
+    proc = run_zoo("predict", "mnist_mlp", tmp_path / ("missing\x1b[31m\r.npy"), check=False)
+    assert_usage_error(proc, "missing\\x1b[31m\\r.npy", "does not exist")
+    assert "\x1b" not in proc.stderr
+
+
+def test_quiet_hides_download_bars_and_a_mistyped_data_folder_is_not_created(tmp_path, http_mirror, data_dir):
+    mirror, url = http_mirror
+    shutil.copytree(data_dir / "mnist", mirror / "mnist")
+    loud = run_zoo("evaluate", "mnist_mlp", "--limit", "5", env={"ZOO_DATA_DIR": str(tmp_path / "a"), "ZOO_DATA_MIRROR": url})
+    assert "t10k-images-idx3-ubyte.gz" in loud.stderr  # the download bar
+    quiet = run_zoo("evaluate", "mnist_mlp", "--limit", "5", "--quiet", env={"ZOO_DATA_DIR": str(tmp_path / "b"), "ZOO_DATA_MIRROR": url})
+    assert quiet.stderr == "" and (tmp_path / "b" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+    env = {"ZOO_DATA_DIR": str(tmp_path / "shraed" / "data"), "ZOO_DATA_MIRROR": "http://127.0.0.1:9"}
+    assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--limit", "5", env=env, check=False), "could not download")
+    assert not (tmp_path / "shraed").exists()
+
+
+def test_unusable_cache_folder_warns_in_one_line_and_the_command_succeeds(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    proc = run_zoo("evaluate", "imdb_bow", "--limit", "20", "--quiet", "--json", env={"ZOO_CACHE_DIR": str(tmp_path / "file" / "cache")})
+    assert json.loads(proc.stdout)["n"] == 20
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("zoo evaluate: warning: cache folder") and "not usable" in line

@@ -3,16 +3,21 @@
 Conventions: results go to stdout (a table, or JSON with ``--json``); progress
 and messages go to stderr. Exit code 0 on success, 2 on a usage or input
 error (one line, no traceback; ``--debug`` shows it), 1 on an unexpected error.
+Warnings are one line each; control characters in names and messages are
+escaped, never written raw to the terminal; ``--quiet`` hides progress bars.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
 import sys
+import unicodedata
+import warnings
 from collections.abc import Callable, Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -29,10 +34,42 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, RegistryError, ChecksumError, DataUnavailableError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError, KeyError)
 
 
+# OS errors about a path the user gave (missing, a folder, too long, not writable): input errors, exit 2
+_PATH_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP}
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    return isinstance(exc, _input_errors()) or (isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS)
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse exits 2 itself; keep its one-line format
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+    def error(self, message):  # argparse exits 2 itself; one line, as every input error
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters (including newlines and bidirectional overrides) as escapes.
+
+    Names and messages may come from files and arguments; printed raw, escape
+    sequences in them would drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+        for ch in text
+    )
 
 
 def make_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction, argparse.ArgumentParser]:
@@ -52,14 +89,21 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
     ``main`` returns either a string (printed as is) or a JSON-able object
     with a ``"text"`` rendering under ``args.json`` == False.
     """
+    from zoo._files import progress_bars
+
     args = parser.parse_args(argv)
     if not args.debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     stdout = sys.stdout
+    prefix = f"{parser.prog} {args.command}"
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Keras progress bars print to stdout
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), progress_bars(not args.quiet):
+            # Keras progress bars print to stdout; warnings become one line each
+            warnings.showwarning = lambda message, category, *rest, **kw: print(
+                f"{prefix}: warning: {_first_line(message) or category.__name__}", file=sys.stderr
+            )
             if getattr(args, "needs_tensorflow", False) and not args.debug:
-                _quiet_tensorflow_start()
+                quiet_tensorflow_start()
             result = main(args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -67,12 +111,15 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
     except Exception as exc:
         if args.debug:
             raise
-        kind = "error" if isinstance(exc, _input_errors()) else "unexpected error"
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kind = "error" if _is_input_error(exc) else "unexpected error"
         if isinstance(exc, KeyError) and exc.args:
-            message = str(exc.args[0])
+            message = _first_line(exc.args[0])
+        elif isinstance(exc, OSError) and exc.filename and exc.strerror:
+            message = _first_line(f"{exc.filename}: {exc.strerror}")
+        else:
+            message = _first_line(exc) or type(exc).__name__
         hint = "" if kind == "error" else " (run with --debug for the traceback)"
-        print(f"{parser.prog} {args.command}: {kind}: {message}{hint}", file=sys.stderr)
+        print(f"{prefix}: {kind}: {message}{hint}", file=sys.stderr)
         return EXIT_USAGE if kind == "error" else EXIT_FAILURE
     if result is None:
         return EXIT_OK
@@ -85,7 +132,12 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
     return EXIT_OK
 
 
-def _quiet_tensorflow_start() -> None:
+def _first_line(obj) -> str:
+    """The first line of ``str(obj)``, its control characters escaped."""
+    return escape(str(obj).strip().split("\n")[0])
+
+
+def quiet_tensorflow_start() -> None:
     """Import TensorFlow and initialise its devices with file descriptor 2 muted.
 
     TensorFlow's C++ runtime logs start-up notices (oneDNN, CUDA probing) to
@@ -138,8 +190,9 @@ def _json_default(obj):
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], floats: str = "{:.4f}") -> str:
-    """Render a plain-text table, right-aligning numbers."""
-    cells = [[floats.format(c) if isinstance(c, float) else ("" if c is None else str(c)) for c in row] for row in rows]
+    """Render a plain-text table, right-aligning numbers; control characters in cells are escaped."""
+    headers = [escape(str(h)) for h in headers]
+    cells = [[floats.format(c) if isinstance(c, float) else ("" if c is None else escape(str(c))) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) for row in rows) and bool(rows) for i in range(len(headers))]
 
@@ -163,6 +216,11 @@ def load_npz(path: str) -> tuple:
             X, y = npz["X"], npz["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"cannot read {path} as .npz: {exc}") from exc
+    for name, array in (("X", X), ("y", y)):
+        if array.ndim == 0:
+            raise UsageError(f"{path}: {name} is a single value (a 0-d array); expected one row per example")
+        if len(array) == 0:
+            raise UsageError(f"{path}: {name} is empty (shape {array.shape}); expected at least one example")
     if len(X) != len(y):
         raise UsageError(f"{path}: X has {len(X)} rows but y has {len(y)}")
     if X.dtype.kind == "U":

@@ -44,12 +44,12 @@ def check_array(X, shape, dtype: str | None, what: str) -> np.ndarray:
         raise ValueError(f"X has no samples (shape {X.shape}); {what} needs at least one")
     if X.dtype.kind in "US":  # Keras takes strings as an object array
         X = X.astype(object)
+    _check_values(X, dtype, what)
     given, expected = X.shape, tuple(shape)
     if X.ndim == len(expected) and expected[-1:] == (1,):
         X = X[..., None]
     if X.ndim != len(expected) + 1 or any(e is not None and e != s for e, s in zip(expected, X.shape[1:])):
         raise ValueError(f"X has shape {given} but {what} expects inputs of shape {(None, *shape)}")
-    _check_values(X, dtype, what)
     if X.dtype == object and X.shape[1:] == (1,):  # Keras takes text as a 1-D object array only
         X = X[:, 0]
     return X

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo._cli import Output, UsageError, load_npz, make_parser, run, table
+from zoo._cli import Output, UsageError, load_npz, make_parser, positive_int, quiet_tensorflow_start, run, table
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # larger PNG inputs are refused before decoding (decompression bombs)
 
 
 def _cmd_list(args):
@@ -38,6 +40,9 @@ def _cmd_info(args):
     import zoo
 
     entry = zoo.info(args.name)
+    if args.plot:
+        _check_output_file(args.plot, "--plot")
+    _start_tensorflow(args)
     model = zoo.load(args.name, weights=None)
     summary = io.StringIO()
     model.summary(print_fn=lambda line, **_: summary.write(line + "\n"))
@@ -47,10 +52,36 @@ def _cmd_info(args):
     return Output(entry, text)
 
 
+def _check_output_file(path: str, option: str) -> None:
+    """A ``UsageError`` naming ``option`` unless ``path`` can be a file name to write."""
+    from zoo._files import check_file_name
+
+    try:
+        check_file_name(path)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+
+
+def _check_output_folder(path: str, option: str) -> None:
+    """A ``UsageError`` naming ``option`` unless ``path`` is a folder or can be made one."""
+    from zoo._files import check_file_name
+
+    try:
+        if Path(path).is_dir():
+            return
+        check_file_name(path)
+        if Path(path).exists():
+            raise UsageError(f"{option} {path}: exists and is not a folder")
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+
+
 def _plot_model(model, path: str) -> None:
     import shutil
 
     import keras
+
+    from zoo._files import atomic_path
 
     try:
         import pydot  # noqa: F401
@@ -58,7 +89,8 @@ def _plot_model(model, path: str) -> None:
         raise UsageError("--plot needs pydot (pip install 'keras-zoo-ensemble[plot]') and Graphviz (e.g. apt install graphviz)") from None
     if shutil.which("dot") is None:
         raise UsageError("--plot needs Graphviz's `dot` program on PATH (e.g. apt install graphviz / brew install graphviz)")
-    keras.utils.plot_model(model, to_file=path, show_shapes=True)
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True)
     print(f"architecture drawn to {path}", file=sys.stderr)
 
 
@@ -73,10 +105,11 @@ def _cmd_evaluate(args):
     else:
         X, y = zoo.datasets.load(entry["dataset"], args.split)
         where = f"{entry['dataset']} {args.split}"
-    if args.limit:
+    if args.limit is not None:
         X, y = X[: args.limit], y[: args.limit]
+    X = _check_input(entry, X, args.data or where)
+    _start_tensorflow(args)
     model = zoo.load(args.name)
-    _check_input(entry, X, args.data or where)
     measured = scores(y, predict_proba(model, X, verbose=0 if args.quiet else 1))
     recorded = None if args.data else entry["metrics"].get(args.split)
     data = {"name": args.name, "data": where, "n": len(y), "measured": measured, "registry": recorded}
@@ -86,20 +119,28 @@ def _cmd_evaluate(args):
     return Output(data, f"{args.name} on {where} ({len(y)} examples)\n" + table(["", "accuracy", "log loss"], rows))
 
 
-def _check_input(entry: dict, X, source: str) -> None:
-    if entry["input"]["dtype"] == "string":
-        if X.ndim != 1 or not all(isinstance(x, str) for x in X[:100]):
-            raise UsageError(f"{entry['name']} takes a 1-D array of strings; {source} gives shape {X.shape}, dtype {X.dtype}")
-        return
-    shape = tuple(entry["input"]["shape"])
-    if X.ndim == 3 and tuple(X.shape[1:]) == shape[:2]:
-        return
-    if tuple(X.shape[1:]) != shape:
-        raise UsageError(f"{entry['name']} takes images of shape (n, {', '.join(map(str, shape))}); {source} gives {X.shape}")
+def _start_tensorflow(args) -> None:
+    """Import TensorFlow, its start-up noise muted, once the inputs are checked (input errors come fast)."""
+    if not args.debug:
+        quiet_tensorflow_start()
+
+
+def _check_input(entry: dict, X, source: str):
+    """``X`` as the model takes it, or a ``UsageError`` saying what it takes (shape, dtype, values)."""
+    from zoo._inputs import check_array
+
+    try:
+        return check_array(X, entry["input"]["shape"], entry["input"]["dtype"], entry["name"])
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
 
 
 def _cmd_train(args):
     import zoo
+
+    if args.out is not None:
+        _check_output_folder(args.out, "--out")
+    _start_tensorflow(args)
 
     entry = zoo.train(args.name, epochs=args.epochs, run_dir=args.out, subset=args.subset, verbose=0 if args.quiet else 2)
     m = entry["metrics"]
@@ -111,38 +152,47 @@ def _cmd_train(args):
 
 
 def _read_inputs(entry: dict, paths: list[str]):
-    """Read the inputs of ``zoo predict``: .npy/.npz arrays, PNG images, or a text file of reviews."""
+    """Read the inputs of ``zoo predict``: .npy/.npz arrays, PNG images, or text files of reviews.
+
+    Every input is read, in order, and their examples are predicted together;
+    an input of a kind the model cannot take is refused, naming the file.
+    """
     import numpy as np
 
-    text_model = entry["input"]["dtype"] == "string"
-    first = Path(paths[0])
     for p in paths:
         if not Path(p).is_file():
             raise UsageError(f"input file {p} does not exist")
-    if first.suffix in (".npy", ".npz"):
-        X = _read_array(first)
-        names = [f"{first.name}[{i}]" for i in range(len(X))]
-    elif first.suffix.lower() == ".png":
+    arrays, names = [], []
+    for p in paths:
+        X, where = _read_input(entry, Path(p))
+        arrays.append(_check_input(entry, X, p))
+        names += where
+    return np.concatenate(arrays), names
+
+
+def _read_input(entry: dict, path: Path):
+    """The examples in one input file, and a name for each."""
+    import numpy as np
+
+    text_model = entry["input"]["dtype"] == "string"
+    if path.suffix in (".npy", ".npz"):
+        X = _read_array(path)
+        if X.ndim == 0:
+            raise UsageError(f"{path} holds a single value (a 0-d array); expected one row per example")
+        return X, [f"{path.name}[{i}]" for i in range(len(X))]
+    if path.suffix.lower() == ".png":
         if text_model:
-            raise UsageError(f"{entry['name']} is a text model; give a text file with one review per line")
-        X = np.stack([_read_png(p, entry["input"]["shape"]) for p in paths])
-        names = [Path(p).name for p in paths]
-    else:
-        if not text_model:
-            raise UsageError(f"{entry['name']} is an image model; give .npy/.npz arrays or PNG images, not {first.name}")
-        lines = [line for line in first.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not lines:
-            raise UsageError(f"{first} holds no reviews (one review per line)")
-        X = np.array(lines, dtype=object)
-        names = [f"line {i + 1}" for i in range(len(X))]
-    if X.dtype.kind == "U":
-        X = X.astype(object)
-    if not text_model and X.ndim == 3:
-        X = X[..., None]
-    if not text_model and X.dtype != np.uint8:
-        raise UsageError(f"{entry['name']} takes uint8 images (0-255); {first.name} holds {X.dtype}")
-    _check_input(entry, X, first.name)
-    return X, names
+            raise UsageError(f"{entry['name']} is a text model; {path} is an image (give a text file with one review per line)")
+        return _read_png(path, entry["input"]["shape"])[None], [path.name]
+    if not text_model:
+        raise UsageError(f"{entry['name']} is an image model; give .npy/.npz arrays or PNG images, not {path.name}")
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path} as UTF-8 text: {exc}") from None
+    if not lines:
+        raise UsageError(f"{path} holds no reviews (one review per line)")
+    return np.array(lines, dtype=object), [f"{path.name} line {i + 1}" for i in range(len(lines))]
 
 
 def _read_array(path: Path):
@@ -163,14 +213,24 @@ def _read_array(path: Path):
         raise UsageError(f"cannot read {path}: {exc}") from exc
 
 
-def _read_png(path: str, shape):
+def _read_png(path: Path, shape):
+    """A PNG as a uint8 image of ``shape``; images over ``MAX_IMAGE_PIXELS`` are refused before decoding."""
+    import warnings
+
     import numpy as np
     from PIL import Image
 
     try:
-        image = Image.open(path).convert("L")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} as an image: {exc}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with our message
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UsageError(f"{path} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} read as input (a decompression bomb?)")
+            image = image.convert("L")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"cannot read {path} as an image: {exc}") from None
     if image.size != (shape[1], shape[0]):
         image = image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)[..., None]
@@ -181,6 +241,7 @@ def _cmd_predict(args):
 
     entry = zoo.info(args.name)
     X, names = _read_inputs(entry, args.inputs)
+    _start_tensorflow(args)
     proba = zoo.predict_proba(zoo.load(args.name), X)
     classes = entry["classes"]
     rows = [
@@ -200,26 +261,26 @@ def build_parser():
     p = sub.add_parser("info", parents=[common], help="registry entry, model summary and recipe")
     p.add_argument("name")
     p.add_argument("--plot", metavar="FILE.png", help="draw the architecture (needs pydot and Graphviz)")
-    p.set_defaults(func=_cmd_info, needs_tensorflow=True)
+    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy and log loss measured now, beside the registry's")
     p.add_argument("name")
     p.add_argument("--split", choices=["train", "validation", "test"], default="test")
     p.add_argument("--data", metavar="FILE.npz", help="your own arrays X and y instead of a dataset split")
-    p.add_argument("--limit", type=int, help="only the first N examples")
-    p.set_defaults(func=_cmd_evaluate, needs_tensorflow=True)
+    p.add_argument("--limit", type=positive_int, help="only the first N examples")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("train", parents=[common], help="re-run the model's recipe and update the registry")
     p.add_argument("name")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
+    p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--out", metavar="DIR", help="run directory for logs and checkpoints (default: runs/NAME-TIMESTAMP)")
-    p.add_argument("--subset", type=int, help="train and measure on the first N examples only (a smoke test)")
-    p.set_defaults(func=_cmd_train, needs_tensorflow=True)
+    p.add_argument("--subset", type=positive_int, help="train and measure on the first N examples only (a smoke test)")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", parents=[common], help="label and probability for each input")
     p.add_argument("name")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz array, PNG image(s), or a text file with one review per line")
-    p.set_defaults(func=_cmd_predict, needs_tensorflow=True)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz arrays, PNG images, or text files with one review per line; each is read")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 
