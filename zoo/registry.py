@@ -8,12 +8,24 @@ that trained it and the library versions that produced it.
 By default the registry is the one shipped with the package (``zoo/registry.yaml``
 in an installed wheel, ``registry.yaml`` at the root of a source checkout) and
 its weight files live in ``zoo/weights``. ``$ZOO_REGISTRY`` or the ``path``
-argument selects another registry file, whose weights live in a ``weights``
-folder beside it.
+argument selects another registry file (or a folder holding ``registry.yaml``,
+such as a search's model library), whose weights live in a ``weights`` folder
+beside it.
+
+Format versions: ``1`` (the shipped registry) requires a dataset, a licence and
+metrics on the ``validation`` and ``test`` splits. ``2`` (model libraries
+written by ``zoo.search``) also reads every version-1 entry, and relaxes it:
+``dataset`` and ``licence`` are optional (models trained on a user's data),
+``metrics`` may hold any splits (a search records the ``early_stopping``
+slice only; test metrics exist for shipped entries alone), ``task`` may also be
+``tabular-classification``, and an entry may say which search trial produced it
+(``search: {study, trial, objective: {name, value, direction}}``). A registry
+keeps its version when entries are added.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import os
@@ -26,13 +38,15 @@ from zoo._files import atomic_write_text
 __all__ = ["Registry", "RegistryError"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_FORMAT_VERSION = 1
+_FORMAT_VERSIONS = (1, 2)
+_NEW_FORMAT = 2  # what Registry.create writes
 _HEADER = (
     "# Zoo registry: one entry per pretrained model. Written by `zoo train` / scripts/train_zoo.py;\n"
     "# metrics and sha256 values are what the recipe produced. Validated by zoo.registry on read.\n"
 )
 
-_TASKS = {"image-classification", "text-classification"}
+_TASKS = {1: {"image-classification", "text-classification"}}
+_TASKS[2] = _TASKS[1] | {"tabular-classification"}
 _REQUIRED = {
     "name": str,
     "task": str,
@@ -48,6 +62,8 @@ _REQUIRED = {
     "versions": dict,
     "licence": str,
 }
+_OPTIONAL_V2 = ("dataset", "licence")  # models trained on a user's data have neither
+_INPUT_DTYPES = {"uint8", "float32", "string"}
 # Builder names and their input kind; kept in step with zoo.architectures.BUILDERS
 # (checked by a test) so that reading the registry does not import Keras.
 BUILDER_KINDS = {
@@ -91,6 +107,8 @@ class Registry:
 
     def __init__(self, path: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else _default_path()
+        if self.path.is_dir():  # a library folder
+            self.path = self.path / "registry.yaml"
         if weights_dir is None:
             shipped = self.path.resolve() in {_PACKAGE_DIR / "registry.yaml", _PACKAGE_DIR.parent / "registry.yaml"}
             weights_dir = _PACKAGE_DIR / "weights" if shipped else self.path.parent / "weights"
@@ -110,11 +128,13 @@ class Registry:
             raise RegistryError(f"registry {self.path} is not valid YAML: {exc}") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
             raise RegistryError(f"registry {self.path}: expected a mapping with a 'models' list")
-        if doc.get("format_version") != _FORMAT_VERSION:
-            raise RegistryError(f"registry {self.path}: format_version must be {_FORMAT_VERSION}, got {doc.get('format_version')!r}")
+        version = doc.get("format_version")
+        if version not in _FORMAT_VERSIONS or isinstance(version, bool):
+            raise RegistryError(f"registry {self.path}: format_version must be one of {_FORMAT_VERSIONS}, got {version!r}")
+        self.format_version = version
         entries: dict[str, dict] = {}
         for i, entry in enumerate(doc["models"]):
-            _validate_entry(entry, i)
+            _validate_entry(entry, i, version)
             if entry["name"] in entries:
                 raise RegistryError(f"registry entry {entry['name']!r}: duplicate name")
             entries[entry["name"]] = entry
@@ -124,7 +144,7 @@ class Registry:
 
     def names(self, pattern: str = "*", dataset: str | None = None) -> list[str]:
         """Entry names matching a shell-style ``pattern`` (and ``dataset``), in file order."""
-        return [n for n, e in self._entries.items() if fnmatch.fnmatchcase(n, pattern) and (dataset is None or e["dataset"] == dataset)]
+        return [n for n, e in self._entries.items() if fnmatch.fnmatchcase(n, pattern) and (dataset is None or e.get("dataset") == dataset)]
 
     def entry(self, name: str) -> dict:
         """A deep copy of the entry called ``name``."""
@@ -151,31 +171,58 @@ class Registry:
 
     # ------------------------------------------------------------------ writing
 
+    @classmethod
+    def create(cls, path: str | os.PathLike) -> Registry:
+        """The registry at ``path`` (a file, or a folder for its ``registry.yaml``), created empty if missing.
+
+        A new registry has the latest ``format_version``; creation happens
+        under the same lock as :meth:`put`, so concurrent creators and writers
+        never lose an entry.
+        """
+        path = Path(path)
+        if path.suffix not in (".yaml", ".yml"):
+            path = path / "registry.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            if not path.exists():
+                atomic_write_text(path, _dump(_NEW_FORMAT, []))
+        return cls(path)
+
     def put(self, entry: dict) -> None:
         """Add or replace an entry (validated) and save the file atomically.
 
         The file is re-read under an exclusive lock first, so entries written
         meanwhile by another process (say, a second training run) are kept.
         """
-        import fcntl
-
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
-        with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _locked(self.path):
             self._entries = self._read()
             names = list(self._entries)
             index = names.index(entry.get("name")) if entry.get("name") in names else len(names)
-            _validate_entry(entry, index)
+            _validate_entry(entry, index, self.format_version)
             self._entries[entry["name"]] = copy.deepcopy(entry)
             self.save()
 
     def save(self) -> None:
-        """Write the registry back to its file atomically."""
-        doc = {"format_version": _FORMAT_VERSION, "models": list(self._entries.values())}
-        atomic_write_text(self.path, _HEADER + yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=None))
+        """Write the registry back to its file atomically (keeping its format version)."""
+        atomic_write_text(self.path, _dump(self.format_version, list(self._entries.values())))
 
 
-def _validate_entry(entry, index: int) -> None:
+def _dump(version: int, models: list) -> str:
+    doc = {"format_version": version, "models": models}
+    return _HEADER + yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=None)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``fcntl`` lock on ``.<name>.lock`` beside the registry file ``path``."""
+    import fcntl
+
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _validate_entry(entry, index: int, version: int = 1) -> None:
     if not isinstance(entry, dict):
         raise RegistryError(f"registry entry #{index}: expected a mapping, got {type(entry).__name__}")
     label = repr(entry.get("name", f"#{index}"))
@@ -185,15 +232,17 @@ def _validate_entry(entry, index: int) -> None:
 
     for field, kind in _REQUIRED.items():
         if field not in entry:
+            if version >= 2 and field in _OPTIONAL_V2:
+                continue
             fail(field, "missing")
         value = entry[field]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             fail(field, f"expected {kind.__name__}, got {type(value).__name__}")
-    if entry["task"] not in _TASKS:
-        fail("task", f"expected one of {sorted(_TASKS)}, got {entry['task']!r}")
+    if entry["task"] not in _TASKS[version]:
+        fail("task", f"expected one of {sorted(_TASKS[version])}, got {entry['task']!r}")
     from zoo.datasets import DATASETS
 
-    if entry["dataset"] not in DATASETS:
+    if "dataset" in entry and entry["dataset"] not in DATASETS:
         fail("dataset", f"unknown dataset {entry['dataset']!r}")
     if entry["builder"] not in BUILDER_KINDS:
         fail("builder", f"unknown builder {entry['builder']!r}")
@@ -204,17 +253,50 @@ def _validate_entry(entry, index: int) -> None:
         _check_file_ref(entry["vocabulary"], "vocabulary", fail, suffix=".txt")
     if len(entry["classes"]) < 2:
         fail("classes", "need at least two class names")
-    for split in ("validation", "test"):
+    splits = ("validation", "test") if version == 1 else tuple(entry["metrics"])
+    for split in splits:
         m = entry["metrics"].get(split)
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), (int, float)) for k in ("accuracy", "log_loss")):
+        if not isinstance(m, dict) or not all(_is_number(m.get(k)) for k in ("accuracy", "log_loss")):
             fail("metrics", f"'{split}' needs numeric accuracy and log_loss")
         if not 0.0 <= m["accuracy"] <= 1.0:
             fail("metrics", f"{split} accuracy {m['accuracy']} is outside [0, 1]")
+    if version >= 2:
+        _check_input(entry["input"], fail)
+    if "search" in entry:
+        _check_search(entry["search"], fail)
     for field, kind in _RECIPE_REQUIRED.items():
         if not isinstance(entry["recipe"].get(field), kind):
             fail(f"recipe.{field}", f"missing or not {kind.__name__}")
     if entry["parameters"] <= 0:
         fail("parameters", "must be positive")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_input(spec: dict, fail) -> None:
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        fail("input.shape", f"expected a list of positive sizes, got {shape!r}")
+    if spec.get("dtype") not in _INPUT_DTYPES:
+        fail("input.dtype", f"expected one of {sorted(_INPUT_DTYPES)}, got {spec.get('dtype')!r}")
+
+
+def _check_search(search, fail) -> None:
+    """``search: {study, trial, objective: {name, value, direction}}``: the trial that produced the entry."""
+    if not isinstance(search, dict):
+        fail("search", f"expected a mapping, got {type(search).__name__}")
+    if not isinstance(search.get("study"), str) or not search["study"]:
+        fail("search.study", "missing or not a non-empty str")
+    trial = search.get("trial")
+    if not isinstance(trial, int) or isinstance(trial, bool) or trial < 0:
+        fail("search.trial", f"expected a trial number >= 0, got {trial!r}")
+    objective = search.get("objective")
+    if not isinstance(objective, dict) or not isinstance(objective.get("name"), str) or not _is_number(objective.get("value")):
+        fail("search.objective", "needs a name and a numeric value")
+    if objective.get("direction") not in ("maximize", "minimize"):
+        fail("search.objective.direction", f"expected 'maximize' or 'minimize', got {objective.get('direction')!r}")
 
 
 def _check_file_ref(ref: dict, field: str, fail, suffix: str) -> None:
