@@ -1,18 +1,22 @@
 """``ensemble`` command line: fit blend weights or a stack on validation data, evaluate, inspect diversity.
 
-Members are zoo model names or paths to saved models: scikit-learn estimators
-or pipelines saved with joblib (``.joblib``/``.pkl``), or XGBoost model files
-(``.json``/``.ubj``, numeric inputs only; images are flattened). Member
-predictions are cached (``--cache``, default ``$ZOO_CACHE_DIR/predictions``),
-so refitting on the same data does not re-run the members.
+Members are zoo model names or model files: scikit-learn estimators or
+pipelines saved with ``skops`` (``.skops``, loaded with an allow-list of
+trusted types), Keras models (``.keras``, loaded in safe mode), XGBoost model
+files (``.json``/``.ubj``; images are flattened) and, only with
+``--allow-pickle``, joblib/pickle files (``.joblib``/``.pkl``: loading them
+runs code from the file). ``fit-weights`` and ``stack`` write a saved-ensemble
+folder (see :mod:`ensemble.persistence`), which ``evaluate`` reads back;
+``convert`` turns the ``weights.json`` files and ``stack/`` folders of
+version 0.1 into that format. Member predictions are cached (``--cache``,
+default ``$ZOO_CACHE_DIR/predictions``), so refitting on the same data does
+not re-run the members.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,85 +25,136 @@ import numpy as np
 
 from zoo._cli import Output, UsageError, load_npz, make_parser, run, table
 
-_WEIGHTS_FORMAT = "ensemble-blend-weights"
-_STACK_FORMAT = "ensemble-stack"
-_STACK_FILE, _META_FILE = "stack.json", "meta_learner.joblib"
+_LEGACY_WEIGHTS, _LEGACY_STACK = "ensemble-blend-weights", "ensemble-stack"
+_LEGACY_STACK_FILE = "stack.json"
+_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
 @dataclass
 class _Member:
     name: str
-    kind: str  # "zoo", "sklearn" or "xgboost"
+    kind: str  # "zoo", "sklearn", "keras" or "xgboost"
     source: str  # zoo name, or the file's path
     sha256: str
     estimator: object
+    dataset: str | None = None  # zoo members only
 
-    def record(self, base: Path) -> dict:
-        source = self.source if self.kind == "zoo" else os.path.relpath(Path(self.source).resolve(), base.resolve())
-        return {"name": self.name, "kind": self.kind, "source": source, "sha256": self.sha256}
+    def record(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "source": self.source, "sha256": self.sha256}
 
 
 # --------------------------------------------------------------------------- members and data
 
 
-def _load_member(spec: str, dataset: str | None) -> _Member:
+def _load_member(spec: str, args, sha256: str | None = None) -> _Member:
+    """A member from a zoo name or a model file; with ``sha256``, the file must match it before it is opened."""
     import zoo
     from zoo._files import sha256_file
 
     if spec in zoo.Registry():
         entry = zoo.info(spec)
-        if dataset is not None and entry["dataset"] != dataset:
-            raise UsageError(f"member {spec} is a model for {entry['dataset']}; the data are {dataset}")
+        if sha256 is not None and entry["weights"]["sha256"] != sha256:
+            raise UsageError(f"member {spec}: the zoo's weights changed since the ensemble was fitted; refit it")
         from ensemble import KerasMember
 
         model = zoo.load(spec)  # checks the weights' sha256
-        return _Member(spec, "zoo", spec, entry["weights"]["sha256"], KerasMember(model, classes=np.arange(len(entry["classes"]))))
+        member = KerasMember(model, classes=np.arange(len(entry["classes"])))
+        return _Member(spec, "zoo", spec, entry["weights"]["sha256"], member, entry["dataset"])
     path = Path(spec)
     if not path.is_file():
         raise UsageError(f"member {spec!r} is neither a zoo model (see `zoo list`) nor an existing file")
     digest = sha256_file(path)
+    if sha256 is not None and digest != sha256:
+        raise UsageError(f"member file {path} has sha256 {digest[:12]}…, not the recorded {sha256[:12]}…; refusing to open it")
     from sklearn.frozen import FrozenEstimator
 
-    if path.suffix in (".json", ".ubj"):
+    suffix = path.suffix.lower()
+    if suffix in (".json", ".ubj"):
         return _Member(path.stem, "xgboost", str(path), digest, FrozenEstimator(_xgboost_file(path)))
-    if path.suffix in (".joblib", ".pkl", ".pickle"):
+    if suffix == ".keras":
+        return _Member(path.stem, "keras", str(path), digest, _keras_file(path))
+    if suffix == ".skops":
+        estimator = _skops_file(path, args.trust)
+    elif suffix in _PICKLE_SUFFIXES:
+        if not args.allow_pickle:
+            raise UsageError(f"member {path} is a pickle: loading it runs code from the file; pass --allow-pickle if you trust it, or save the model with skops")
         import joblib
 
         try:
             estimator = joblib.load(path)
         except Exception as exc:  # unpickling can fail in many ways; all mean "not a usable model file"
             raise UsageError(f"cannot load member {path}: {type(exc).__name__}: {exc}") from exc
-        if not hasattr(estimator, "predict"):
-            raise UsageError(f"member {path} holds a {type(estimator).__name__}, not a fitted estimator")
-        return _Member(path.stem, "sklearn", str(path), digest, FrozenEstimator(estimator))
-    raise UsageError(f"member {path}: unknown model file type {path.suffix!r}; use .joblib/.pkl (scikit-learn) or .json/.ubj (XGBoost)")
+    else:
+        raise UsageError(f"member {path}: unknown model file type {path.suffix!r}; use .skops (scikit-learn), .keras, .json/.ubj (XGBoost) or, with --allow-pickle, .joblib/.pkl")
+    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
+        raise UsageError(f"member {path} holds a {type(estimator).__name__}, not a fitted classifier with predict_proba")
+    return _Member(path.stem, "sklearn", str(path), digest, FrozenEstimator(estimator))
 
 
-def _flatten(X):
-    return np.asarray(X).reshape(len(X), -1)
+def _skops_file(path: Path, trust: list[str]):
+    import skops.io
+
+    from ensemble._codec import TRUSTED_TYPES
+
+    data = path.read_bytes()
+    try:
+        types = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # not a skops file: a zip with a schema
+        raise UsageError(f"cannot read member {path} as a skops file: {type(exc).__name__}: {exc}") from None
+    untrusted = [t for t in types if t not in TRUSTED_TYPES and t not in trust]
+    if untrusted:
+        raise UsageError(f"member {path} holds types that are not trusted: {', '.join(untrusted)}; pass --trust NAME for each if you trust the file's source")
+    import io
+
+    return skops.io.load(io.BytesIO(data), trusted=types)
+
+
+def _keras_file(path: Path):
+    import keras
+
+    from ensemble import KerasMember
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # a corrupt or unsafe .keras file
+        raise UsageError(f"cannot load Keras model {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return KerasMember(model)
 
 
 def _xgboost_file(path: Path):
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
     from xgboost import XGBClassifier
     from xgboost.core import XGBoostError
+
+    from ensemble.preprocessing import Flatten
 
     model = XGBClassifier()
     try:
         model.load_model(path)
     except XGBoostError as exc:
         raise UsageError(f"cannot load XGBoost model {path}: {str(exc).splitlines()[0]}") from exc
-    return make_pipeline(FunctionTransformer(_flatten), model)
+    return make_pipeline(Flatten(), model)
 
 
-def _load_members(specs: list[str], dataset: str | None) -> list[_Member]:
-    members = [_load_member(s, dataset) for s in specs]
+def _load_members(specs: list[str], args) -> list[_Member]:
+    members = [_load_member(s, args) for s in specs]
     names = [m.name for m in members]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UsageError(f"members named more than once: {', '.join(duplicates)}")
+    _check_datasets(members, args.dataset)
     return members
+
+
+def _check_datasets(members: list[_Member], dataset: str | None) -> None:
+    """Zoo members must all be models of one dataset: the one given, if any."""
+    for m in members:
+        if m.dataset is not None and dataset is not None and m.dataset != dataset:
+            raise UsageError(f"member {m.name} is a model for {m.dataset}; the data are {dataset}")
+    seen = {m.dataset: m.name for m in members if m.dataset is not None}
+    if len(seen) > 1:
+        detail = ", ".join(f"{name} ({ds})" for ds, name in seen.items())
+        raise UsageError(f"members are models of different datasets: {detail}")
 
 
 def _load_data(args, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -135,17 +190,17 @@ def _memory(args):
     return str(Path(args.cache) if args.cache else cache_dir() / "predictions")
 
 
-def _member_probabilities(members: list[_Member], X, memory, quiet: bool) -> list[np.ndarray]:
+def _member_probabilities(names, estimators, X, memory, quiet: bool) -> list[np.ndarray]:
     """Each member's class probabilities on X, through the prediction cache, with a progress bar."""
     from tqdm.auto import tqdm
 
     from ensemble._cache import check_cache
     from ensemble._members import check_keras_inputs, predict_members
 
-    check_keras_inputs([m.name for m in members], [m.estimator for m in members], X)
+    check_keras_inputs(names, estimators, X)
     out = []
-    for m in tqdm(members, desc="member predictions", unit="member", disable=quiet, file=sys.stderr):
-        (proba,) = predict_members([m.name], [m.estimator], X, "predict_proba", memory=check_cache(memory))
+    for name, est in tqdm(list(zip(names, estimators)), desc="member predictions", unit="member", disable=quiet, file=sys.stderr):
+        (proba,) = predict_members([name], [est], X, "predict_proba", memory=check_cache(memory))
         out.append(np.asarray(proba, dtype=np.float64))
     return out
 
@@ -156,102 +211,87 @@ def _scores(y_index: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     return scores(y_index, proba)
 
 
-def _classes_and_index(members: list[_Member], estimators, y):
-    """The members' common classes, and y as column indices into them."""
-    classes = np.asarray(estimators[0].classes_)
-    for member, est in zip(members[1:], estimators[1:]):
-        if not np.array_equal(np.asarray(est.classes_), classes):
-            raise UsageError(f"members disagree on the classes: {members[0].name} has {classes.tolist()}, {member.name} has {np.asarray(est.classes_).tolist()}")
+def _classes_and_index(model, y):
+    """The ensemble's classes, and y as column indices into them."""
+    classes = np.asarray(model.classes_)
     unknown = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
     if unknown:
         raise UsageError(f"labels {unknown[:5]} of the data are not among the members' classes {classes.tolist()[:10]}")
     return classes, np.searchsorted(classes, y)
 
 
-def _versions() -> dict[str, str]:
-    import sklearn
-    import xgboost
-
-    import zoo
-
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scikit-learn": sklearn.__version__, "xgboost": xgboost.__version__, "zoo": zoo.__version__}
-    for name in ("keras", "tensorflow"):
-        if name in sys.modules:
-            versions[name] = sys.modules[name].__version__
-    return versions
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    from zoo._files import atomic_write_text
-
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+def _check_classes(members: list[_Member], y) -> None:
+    """Prefit members must agree on their classes, and know every label of y."""
+    classes = np.asarray(members[0].estimator.classes_)
+    for member in members[1:]:
+        other = np.asarray(member.estimator.classes_)
+        if not np.array_equal(other, classes):
+            raise UsageError(f"members disagree on the classes: {members[0].name} has {classes.tolist()}, {member.name} has {other.tolist()}")
+    unknown = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
+    if unknown:
+        raise UsageError(f"labels {unknown[:5]} of the data are not among the members' classes {classes.tolist()[:10]}")
 
 
 # --------------------------------------------------------------------------- fit-weights / stack
 
 
-def _cmd_fit_weights(args):
-    from ensemble import BlendClassifier
+def _fit_and_save(args, kind: str):
+    import ensemble
 
     X, y, where = _load_data(args, args.split)
-    members = _load_members(args.members, args.dataset)
+    members = _load_members(args.members, args)
+    _check_classes(members, y)
+    _check_out(args.out)
     memory = _memory(args)
-    probas = _member_probabilities(members, X, memory, args.quiet)
-    blend = BlendClassifier([(m.name, m.estimator) for m in members], method=args.method, memory=memory, random_state=args.seed)
-    blend.fit(X, y)
-    classes, y_index = _classes_and_index(members, blend.estimators_, y)
-    ensemble_proba = sum(w * p for w, p in zip(blend.weights_, probas))
-    out = Path(args.out)
-    doc = {
-        "format": _WEIGHTS_FORMAT,
-        "format_version": 1,
-        "method": args.method,
-        "metric": "log_loss" if args.method in ("slsqp", "caruana") else ("squared error on one-hot targets" if args.method == "nnls" else None),
-        "fitted_on": where,
-        "classes": classes.tolist(),
-        "members": [
-            {**m.record(out.parent), "weight": float(w), "validation": _scores(y_index, p)} for m, w, p in zip(members, blend.weights_, probas)
-        ],
-        "ensemble": {"validation": _scores(y_index, ensemble_proba)},
-        "versions": _versions(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    _write_json(out, doc)
-    print(f"weights written to {out}", file=sys.stderr)
-    return _report(doc["members"], doc["ensemble"]["validation"], "validation", f"{args.method} blend", weights=True, data=doc)
+    names = [m.name for m in members]
+    probas = _member_probabilities(names, [m.estimator for m in members], X, memory, args.quiet)
+    named = [(m.name, m.estimator) for m in members]
+    if kind == "blend":
+        model = ensemble.BlendClassifier(named, method=args.method, memory=memory, random_state=args.seed)
+        label = f"{args.method} blend"
+    else:
+        model = ensemble.StackClassifier(named, final_estimator=_meta_learner(args.meta, args.seed), memory=memory)
+        label = f"stack ({args.meta})"
+    model.fit(X, y)
+    _, y_index = _classes_and_index(model, y)
+    rows = [{**m.record(), "validation": _scores(y_index, p)} for m, p in zip(members, probas)]
+    if kind == "blend":
+        for row, w in zip(rows, model.weights_):
+            row["weight"] = float(w)
+    ensemble_scores = _scores(y_index, model.predict_proba(X))
+    metadata = {"command": f"ensemble {args.command}", "label": label, "fitted_on": where, "members": rows,
+                "ensemble": {"validation": ensemble_scores}}
+    if kind == "blend":
+        metadata["method"] = args.method
+        metadata["metric"] = {"slsqp": "log_loss", "caruana": "log_loss", "nnls": "squared error on one-hot targets"}.get(args.method)
+    else:
+        metadata["meta_learner"] = args.meta
+    model.set_params(memory=None)  # the cache is a setting of this machine, not part of the model
+    ensemble.save(model, args.out, metadata=metadata)
+    print(f"{'weights' if kind == 'blend' else 'stack'} written to {args.out}", file=sys.stderr)
+    data = {**metadata, "out": str(args.out)}
+    return _report(rows, ensemble_scores, "validation", label, weights=kind == "blend", data=data)
+
+
+def _check_out(out: str) -> None:
+    """Refuse an output path we could not write, before any long computation."""
+    from ensemble.persistence import POINTER
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder (a saved ensemble is a folder)")
+    if path.is_dir() and not (path / POINTER).exists() and any(path.iterdir()):
+        raise UsageError(f"--out {out}: a non-empty folder that holds no saved ensemble; choose another path")
+    if len(path.name.encode()) > 200:
+        raise UsageError(f"--out: the name {path.name[:40]}… is too long ({len(path.name.encode())} bytes; at most 200)")
+
+
+def _cmd_fit_weights(args):
+    return _fit_and_save(args, "blend")
 
 
 def _cmd_stack(args):
-    import joblib
-
-    from ensemble import StackClassifier
-    from zoo._files import atomic_path, sha256_file
-
-    X, y, where = _load_data(args, args.split)
-    members = _load_members(args.members, args.dataset)
-    memory = _memory(args)
-    probas = _member_probabilities(members, X, memory, args.quiet)
-    stack = StackClassifier([(m.name, m.estimator) for m in members], final_estimator=_meta_learner(args.meta, args.seed), memory=memory)
-    stack.fit(X, y)
-    classes, y_index = _classes_and_index(members, stack.estimators_, y)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / _META_FILE, suffix=".joblib") as tmp:
-        joblib.dump(stack.final_estimator_, tmp)
-    doc = {
-        "format": _STACK_FORMAT,
-        "format_version": 1,
-        "meta_learner": {"name": args.meta, "class": type(stack.final_estimator_).__name__, "file": _META_FILE, "sha256": sha256_file(out / _META_FILE)},
-        "fitted_on": where,
-        "classes": classes.tolist(),
-        "members": [{**m.record(out), "validation": _scores(y_index, p)} for m, p in zip(members, probas)],
-        "ensemble": {"validation": _scores(y_index, stack.predict_proba(X))},
-        "versions": _versions(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    _write_json(out / _STACK_FILE, doc)
-    print(f"stack written to {out}", file=sys.stderr)
-    return _report(doc["members"], doc["ensemble"]["validation"], "validation", f"stack ({args.meta})", data=doc)
+    return _fit_and_save(args, "stack")
 
 
 def _meta_learner(name: str, seed: int):
@@ -269,100 +309,160 @@ def _meta_learner(name: str, seed: int):
 # --------------------------------------------------------------------------- evaluate
 
 
-def _read_document(path: Path) -> tuple[dict, Path]:
-    """Read a weights file or a stack directory's stack.json, checking its format."""
-    file = path / _STACK_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise UsageError(f"{path} is neither a weights .json file nor a stack directory holding {_STACK_FILE}")
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{file} is not valid JSON ({exc}); was it truncated?") from exc
-    expected = _STACK_FORMAT if path.is_dir() else _WEIGHTS_FORMAT
-    if not isinstance(doc, dict) or doc.get("format") != expected:
-        raise UsageError(f"{file} is not an {expected} file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
-    missing = [k for k in ("members", "classes", "fitted_on") if k not in doc]
-    if missing:
-        raise UsageError(f"{file} lacks {', '.join(missing)}")
-    return doc, file.parent
+def _load_ensemble(path: Path, args):
+    import ensemble
+    from ensemble.persistence import read_manifest
 
-
-def _reload_members(doc: dict, base: Path, dataset: str | None) -> list[_Member]:
-    """Load the recorded members, refusing any whose sha256 changed since fitting."""
-    import zoo
-
-    members = []
-    for record in doc["members"]:
-        try:
-            kind, source, sha = record["kind"], record["source"], record["sha256"]
-        except (KeyError, TypeError) as exc:
-            raise UsageError(f"member record {record!r} lacks {exc}") from None
-        if kind == "zoo":
-            if source not in zoo.Registry():
-                raise UsageError(f"member {source} is no longer in the zoo registry")
-            now = zoo.info(source)["weights"]["sha256"]
-            if now != sha:
-                raise UsageError(f"member {source}: weights sha256 {now[:12]}… no longer matches the recorded {sha[:12]}…; refit the ensemble")
-            member = _load_member(source, dataset)
-        else:
-            path = (base / source).resolve()
-            member = _load_member(str(path), dataset)
-            if member.sha256 != sha:
-                raise UsageError(f"member {record.get('name', source)}: file {path} has sha256 {member.sha256[:12]}…, not the recorded {sha[:12]}…; refit the ensemble")
-        member.name = record.get("name", member.name)
-        members.append(member)
-    return members
+    if _legacy_document(path) is not None:
+        raise UsageError(f"{path} is a version 0.1 ensemble file; convert it first: ensemble convert {path} --out NEW_FOLDER")
+    manifest, _ = read_manifest(path)
+    model = ensemble.load(path, trusted=args.trust)
+    return model, manifest.get("metadata") or {}
 
 
 def _cmd_evaluate(args):
-    from sklearn.frozen import FrozenEstimator
-
-    from ensemble import BlendClassifier, StackClassifier
+    from sklearn.base import is_classifier
 
     path = Path(args.path)
-    doc, base = _read_document(path)
+    model, metadata = _load_ensemble(path, args)
+    if not is_classifier(model):
+        raise UsageError(f"{path} holds a {type(model).__name__}; `ensemble evaluate` evaluates classifiers")
+    fitted_on = metadata.get("fitted_on") or {}
     if not args.data and not args.dataset:
-        args.dataset = doc["fitted_on"].get("dataset")
+        args.dataset = fitted_on.get("dataset")
+    names = list(model.named_estimators_)
+    datasets = _member_datasets(model)
+    _check_datasets([_Member(n, "", "", "", None, d) for n, d in zip(names, datasets)], args.dataset)
     X, y, where = _load_data(args, args.split)
-    if where["sha256"] == doc["fitted_on"].get("sha256"):
+    if where["sha256"] == fitted_on.get("sha256"):
         print("note: these are the data the ensemble was fitted on; its scores here are optimistic", file=sys.stderr)
-    members = _reload_members(doc, base, args.dataset)
     memory = _memory(args)
-    probas = _member_probabilities(members, X, memory, args.quiet)
-    named = [(m.name, m.estimator) for m in members]
-    if path.is_dir():
-        meta = _load_meta_learner(doc, base)
-        # every part is prefit or frozen, so fit() learns nothing from y: it only assembles the stack
-        model = StackClassifier(named, final_estimator=FrozenEstimator(meta), memory=memory).fit(X, y)
-        label = f"stack ({doc['meta_learner']['name']})"
-    else:
-        weights = [float(m["weight"]) for m in doc["members"]]
-        model = BlendClassifier(named, method="mean", weights=weights, memory=memory).fit(X, y)
-        label = f"{doc.get('method')} blend"
-    classes, y_index = _classes_and_index(members, model.estimators_, y)
-    if classes.tolist() != doc["classes"]:
-        raise UsageError(f"members now give classes {classes.tolist()[:10]}, the ensemble was fitted with {doc['classes'][:10]}")
-    rows = [{**m.record(base), "weight": r.get("weight"), "scores": _scores(y_index, p)} for m, r, p in zip(members, doc["members"], probas)]
+    used = [(n, est) for n, est in zip(names, model.estimators_) if not isinstance(est, str)]
+    probas = _member_probabilities([n for n, _ in used], [e for _, e in used], X, memory, args.quiet)
+    model.set_params(memory=memory)
+    _, y_index = _classes_and_index(model, y)
+    weights = getattr(model, "weights_", None)
+    recorded = {r.get("name"): r for r in metadata.get("members", []) if isinstance(r, dict)}
+    rows = []
+    for (name, _), p in zip(used, probas):
+        row = {"name": name, **{k: recorded.get(name, {}).get(k) for k in ("kind", "source", "sha256")}, "scores": _scores(y_index, _columns_of(model, name, p))}
+        if weights is not None:
+            row["weight"] = float(weights[names.index(name)])
+        rows.append(row)
     ensemble_scores = _scores(y_index, model.predict_proba(X))
+    label = str(metadata.get("label") or type(model).__name__)
     split = where.get("split", where.get("data"))
     data = {"ensemble": label, "evaluated_on": where, "members": rows, "ensemble_scores": ensemble_scores}
     best = max(r["scores"]["accuracy"] for r in rows)
     data["gain_over_best_member_points"] = round(100 * (ensemble_scores["accuracy"] - best), 4)
-    return _report([{**r, split: r["scores"]} for r in rows], ensemble_scores, split, label, weights=not path.is_dir(), data=data)
+    return _report([{**r, split: r["scores"]} for r in rows], ensemble_scores, split, label, weights=weights is not None, data=data)
 
 
-def _load_meta_learner(doc: dict, base: Path):
-    import joblib
+def _columns_of(model, name, proba):
+    """A member's probabilities over the ensemble's classes (members may know fewer)."""
+    if proba.shape[1] == len(model.classes_):
+        return proba
+    est = model.named_estimators_[name]
+    full = np.zeros((proba.shape[0], len(model.classes_)))
+    full[:, np.searchsorted(model.classes_, np.asarray(est.classes_))] = proba
+    return full
 
+
+def _member_datasets(model) -> list[str | None]:
+    """The zoo dataset of each member (None for non-zoo members)."""
+    from ensemble import KerasMember
+    from zoo.models import provenance
+
+    out = []
+    for est in model.estimators_:
+        origin = provenance(est.model) if isinstance(est, KerasMember) else None  # trained further or not: same dataset
+        out.append(origin["entry"]["dataset"] if origin else None)
+    return out
+
+
+# --------------------------------------------------------------------------- convert (version 0.1 files)
+
+
+def _legacy_document(path: Path) -> tuple[dict, Path] | None:
+    """A version 0.1 weights file or stack folder's document, or None if ``path`` is neither."""
+    file = path / _LEGACY_STACK_FILE if path.is_dir() else path
+    if not file.is_file() or file.suffix != ".json":
+        return None
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{file} is not valid JSON ({exc}); was it truncated?") from exc
+    if not isinstance(doc, dict) or doc.get("format") not in (_LEGACY_WEIGHTS, _LEGACY_STACK):
+        raise UsageError(f"{file} is not a saved ensemble nor a version 0.1 ensemble file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+    return doc, file.parent
+
+
+def _bare_file(base: Path, name, what: str) -> Path:
+    """``base / name`` for a bare file name inside ``base``; anything else is refused."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or Path(name).is_absolute():
+        raise UsageError(f"{what} {str(name)[:80]!r} is not a bare file name inside {base}; refusing it")
+    path = base / name
+    if path.is_symlink():
+        raise UsageError(f"{what} {path} is a symbolic link; refusing it")
+    return path
+
+
+def _cmd_convert(args):
+    import ensemble
     from zoo._files import sha256_file
 
-    meta = doc.get("meta_learner") or {}
-    path = base / str(meta.get("file", _META_FILE))
-    if not path.is_file():
-        raise UsageError(f"stack directory {base} lacks its meta-learner file {path.name}")
-    if sha256_file(path) != meta.get("sha256"):
-        raise UsageError(f"meta-learner {path} does not match its recorded sha256; refusing to unpickle it")
-    return joblib.load(path)
+    found = _legacy_document(Path(args.path))
+    if found is None:
+        raise UsageError(f"{args.path} is neither a version 0.1 weights .json file nor a stack folder holding {_LEGACY_STACK_FILE}")
+    doc, base = found
+    _check_out(args.out)
+    records = doc.get("members")
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise UsageError(f"{args.path}: 'members' must be a non-empty list of member records")
+    members = []
+    for r in records:
+        kind, source, sha = r.get("kind"), r.get("source"), r.get("sha256")
+        if not all(isinstance(v, str) for v in (kind, source, sha)):
+            raise UsageError(f"{args.path}: member record {str(r)[:80]} needs string kind, source and sha256")
+        spec = source if kind == "zoo" else str(_bare_file(base, source, "member file"))
+        member = _load_member(spec, args, sha256=sha)
+        member.name = str(r.get("name", member.name))
+        members.append(member)
+    named = [(m.name, m.estimator) for m in members]
+    if doc["format"] == _LEGACY_WEIGHTS:
+        weights = [r.get("weight") for r in records]
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+            raise UsageError(f"{args.path}: every member needs a numeric weight")
+        model = ensemble.BlendClassifier(named, method="mean", weights=weights)
+        label = f"{doc.get('method')} blend"
+    else:
+        meta = doc.get("meta_learner") if isinstance(doc.get("meta_learner"), dict) else {}
+        meta_path = _bare_file(base, meta.get("file"), "meta-learner file")
+        if not meta_path.is_file():
+            raise UsageError(f"stack folder {base} lacks its meta-learner file {meta_path.name}")
+        if sha256_file(meta_path) != meta.get("sha256"):
+            raise UsageError(f"meta-learner {meta_path} does not match its recorded sha256; refusing to open it")
+        if not args.allow_pickle:
+            raise UsageError(f"the meta-learner {meta_path} is a pickle: loading it runs code from the file; pass --allow-pickle if you trust it")
+        import joblib
+        from sklearn.frozen import FrozenEstimator
+
+        model = ensemble.StackClassifier(named, final_estimator=FrozenEstimator(joblib.load(meta_path)))
+        label = f"stack ({meta.get('name')})"
+    # Every part is prefit or frozen, so fit() learns nothing from the data: it only assembles the ensemble.
+    fitted_on = doc.get("fitted_on") if isinstance(doc.get("fitted_on"), dict) else {}
+    if not args.data and not args.dataset:
+        args.dataset = fitted_on.get("dataset")
+    _check_datasets(members, args.dataset)
+    X, y, _ = _load_data(args, args.split)
+    _check_classes(members, y)
+    model.set_params(memory=_memory(args)).fit(X, y)
+    model.set_params(memory=None)
+    metadata = {"command": "ensemble convert", "label": label, "converted_from": str(args.path), "fitted_on": doc.get("fitted_on"),
+                "members": [{**m.record(), **{k: v for k, v in r.items() if k in ("validation", "weight")}} for m, r in zip(members, records)]}
+    ensemble.save(model, args.out, metadata=metadata)
+    print(f"converted {args.path} to {args.out}", file=sys.stderr)
+    return Output({"out": str(args.out), **metadata}, f"converted {args.path} to {args.out}")
 
 
 def _report(member_rows, ensemble_scores, split, label, *, data, weights=False):
@@ -382,9 +482,9 @@ def _cmd_diversity(args):
     import ensemble
 
     X, y, where = _load_data(args, args.split)
-    members = _load_members(args.members, args.dataset)
+    members = _load_members(args.members, args)
     memory = _memory(args)
-    _member_probabilities(members, X, memory, args.quiet)  # fills the cache, with progress
+    _member_probabilities([m.name for m in members], [m.estimator for m in members], X, memory, args.quiet)  # fills the cache
     report = ensemble.diversity([(m.name, m.estimator) for m in members], X, y, memory=memory)
     if args.plot:
         _plot_diversity(report, args.plot)
@@ -441,27 +541,45 @@ def build_parser():
         p.add_argument("--cache", metavar="DIR", help="member prediction cache (default: $ZOO_CACHE_DIR/predictions)")
         p.add_argument("--seed", type=int, default=0, help="random seed (Caruana bagging, random-forest meta-learner)")
 
-    p = sub.add_parser("fit-weights", parents=[common], help="fit blend weights on validation data; write them as JSON")
-    p.add_argument("--members", nargs="+", required=True, metavar="M", help="zoo names or saved model files")
+    def member_args(p):
+        p.add_argument("--members", nargs="+", required=True, metavar="M", help="zoo names or model files (.skops, .keras, .json/.ubj)")
+        trust_args(p)
+
+    def trust_args(p):
+        p.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                       help="trust this type or function (module.Name) in .skops files; repeat for several")
+        p.add_argument("--allow-pickle", action="store_true",
+                       help="accept .joblib/.pkl files: loading them RUNS CODE from the file, only for files you trust")
+
+    p = sub.add_parser("fit-weights", parents=[common], help="fit blend weights on validation data; save the blend to a folder")
+    member_args(p)
     p.add_argument("--method", choices=["mean", "slsqp", "nnls", "caruana"], default="slsqp")
-    p.add_argument("--out", required=True, metavar="weights.json")
+    p.add_argument("--out", required=True, metavar="DIR", help="saved-ensemble folder to write (replaced atomically)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_fit_weights)
 
-    p = sub.add_parser("stack", parents=[common], help="fit a stacking meta-learner on validation data; write it to a directory")
-    p.add_argument("--members", nargs="+", required=True, metavar="M")
+    p = sub.add_parser("stack", parents=[common], help="fit a stacking meta-learner on validation data; save the stack to a folder")
+    member_args(p)
     p.add_argument("--meta", choices=["logreg", "rf", "xgboost"], default="logreg")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="saved-ensemble folder to write (replaced atomically)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_stack)
 
-    p = sub.add_parser("evaluate", parents=[common], help="members vs ensemble on a split (weights.json or a stack DIR)")
-    p.add_argument("path", metavar="WEIGHTS_OR_DIR")
+    p = sub.add_parser("evaluate", parents=[common], help="members vs ensemble on a split (a saved-ensemble folder)")
+    p.add_argument("path", metavar="DIR")
+    trust_args(p)
     data_args(p, "test")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("convert", parents=[common], help="convert a version 0.1 weights.json or stack folder to a saved-ensemble folder")
+    p.add_argument("path", metavar="WEIGHTS_JSON_OR_STACK_DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    trust_args(p)
+    data_args(p, "validation")
+    p.set_defaults(func=_cmd_convert)
+
     p = sub.add_parser("diversity", parents=[common], help="member accuracy, log loss and pairwise diversity")
-    p.add_argument("--members", nargs="+", required=True, metavar="M")
+    member_args(p)
     p.add_argument("--plot", metavar="FILE.png", help="draw the error-correlation heatmap and accuracies (matplotlib)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_diversity)

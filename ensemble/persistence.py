@@ -99,6 +99,7 @@ def save(estimator, path, *, metadata=None):
     root = Path(path)
     _prepare_root(root)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the folder the usual mode
     try:
         manifest = _write_version(estimator, tmp, metadata)
         _write_json(tmp / MANIFEST, manifest)
@@ -205,6 +206,7 @@ def _locked(root: Path):
 
 def _replace_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-pointer-", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -215,6 +217,12 @@ def _replace_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _prune(root: Path, keep: str) -> None:

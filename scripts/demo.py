@@ -2,8 +2,8 @@
 """The main job, end to end: blend the zoo's Fashion-MNIST models.
 
 1. ``ensemble fit-weights`` on the Fashion-MNIST validation split (SLSQP weights
-   minimising log loss), written to ``runs/demo/weights.json``;
-2. ``ensemble evaluate`` of those weights on the test split: a table of each
+   minimising log loss), saved to the folder ``runs/demo/blend``;
+2. ``ensemble evaluate`` of that saved blend on the test split: a table of each
    member and the ensemble, and the gain over the best member.
 
 Data come from ``$ZOO_DATA_DIR`` (``../shared/data`` in this workspace).
@@ -21,7 +21,7 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="slsqp", choices=["mean", "slsqp", "nnls", "caruana"])
-    parser.add_argument("--out", default="runs/demo/weights.json")
+    parser.add_argument("--out", default="runs/demo/blend")
     args = parser.parse_args()
 
     import zoo
