@@ -31,9 +31,9 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import log_loss
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
 
 from ensemble import BlendClassifier, KerasMember, solvers
+from ensemble.preprocessing import Flatten
 from zoo import datasets
 
 BATCH = 256
@@ -50,7 +50,7 @@ def timed(fn, repeat=1):
 
 
 def flat(est):
-    return make_pipeline(FunctionTransformer(np.reshape, kw_args={"shape": (-1, 784)}), est)
+    return make_pipeline(Flatten(), est)
 
 
 def train_keras_members(X, y):

@@ -37,22 +37,22 @@ SEED = 0
 
 
 def sklearn_members(dataset: str, X, y) -> dict:
-    """scikit-learn / XGBoost members trained on the train split (cached as joblib files)."""
-    import joblib
-    import numpy as np
+    """scikit-learn / XGBoost members trained on the train split (cached as saved ensembles: no pickle)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.frozen import FrozenEstimator
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
     from xgboost import XGBClassifier
 
+    import ensemble
+    from ensemble.preprocessing import Flatten
     from zoo.datasets import cache_dir
 
     if dataset == "fashion_mnist":
         specs = {
             "random_forest": lambda: make_pipeline(
-                FunctionTransformer(np.reshape, kw_args={"shape": (-1, 28 * 28)}),
+                Flatten(),
                 RandomForestClassifier(n_estimators=200, n_jobs=-1, random_state=SEED),
             )
         }
@@ -71,14 +71,14 @@ def sklearn_members(dataset: str, X, y) -> dict:
     folder = cache_dir() / "members"
     folder.mkdir(parents=True, exist_ok=True)
     for name, make in specs.items():
-        path = folder / f"{dataset}_{name}.joblib"
-        if path.exists():
-            members[name] = joblib.load(path)
+        path = folder / f"{dataset}_{name}"
+        if path.exists():  # a one-member blend saved by ensemble.save: verified, loaded without pickle
+            members[name] = ensemble.load(path).estimators_[0].estimator
             continue
         start = time.perf_counter()
         model = make().fit(X, y)
         print(f"  fitted {name} on {len(y)} training examples in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        joblib.dump(model, path)
+        ensemble.save(ensemble.BlendClassifier([(name, FrozenEstimator(model))]).fit(X[:50], y[:50]), path)
         members[name] = model
     return members
 
