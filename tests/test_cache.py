@@ -179,3 +179,22 @@ def test_object_outputs_are_not_stored(tmp_path):
     cache.put("s" * 64, np.array(["cat", "dog"]))
     assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["s" * 64]
     assert list(cache.get("s" * 64, 2)) == ["cat", "dog"] and cache.get("k" * 64, 2) is None
+
+
+def test_ensemble_command_with_an_unusable_cache_warns_once_and_succeeds(tmp_path):
+    import subprocess
+    import sys
+
+    import zoo
+
+    X, y = zoo.datasets.load("mnist", "validation")
+    np.savez(tmp_path / "small.npz", X=X[:200], y=y[:200])
+    (tmp_path / "file").write_text("not a folder")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ensemble", "fit-weights", "--members", "mnist_mlp", "mnist_sepconv", "--data", tmp_path / "small.npz",
+         "--cache", tmp_path / "file" / "cache", "--out", tmp_path / "blend", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings_ = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings_) == 1 and "prediction cache" in warnings_[0] and "running without it" in warnings_[0], proc.stderr
