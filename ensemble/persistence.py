@@ -75,8 +75,8 @@ def save(estimator, path, *, metadata=None):
 
     Parameters
     ----------
-    estimator : BlendClassifier, BlendRegressor, StackClassifier or StackRegressor
-        A fitted ensemble. Its members may be zoo models (saved by reference),
+    estimator : BlendClassifier, BlendRegressor, StackClassifier, StackRegressor or zoo.ZooClassifier
+        A fitted ensemble (or zoo estimator). Its members may be zoo models (saved by reference),
         other Keras models (``.keras``), scikit-learn estimators and pipelines
         (``skops``) and XGBoost models (XGBoost's own format).
     path : str or path-like

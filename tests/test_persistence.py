@@ -296,3 +296,15 @@ def test_zoo_classifier_member_round_trip(tmp_path):
     version, _ = _files(tmp_path / "bundle")
     assert not any(_is_pickle(f) for f in version.iterdir())
     np.testing.assert_array_equal(ensemble.load(tmp_path / "bundle").predict_proba(X[300:400]), expected)
+
+
+def test_a_zoo_classifier_saves_on_its_own(tmp_path):
+    from zoo import ZooClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = (X * 16).clip(0, 255).astype("uint8").reshape(-1, 8, 8)
+    clf = ZooClassifier("mlp", epochs=1, builder__units=(16,)).fit(X[:300], y[:300])
+    ensemble.save(clf, tmp_path / "clf")
+    loaded = ensemble.load(tmp_path / "clf")
+    assert loaded.get_params() == clf.get_params() and loaded.best_epoch_ == clf.best_epoch_
+    np.testing.assert_array_equal(loaded.predict_proba(X[300:400]), clf.predict_proba(X[300:400]))
