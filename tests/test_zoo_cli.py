@@ -237,6 +237,9 @@ def test_control_characters_never_reach_the_terminal_raw(tmp_path):
     np.save(tmp_path / name, X[:1])
     proc = run_zoo("predict", "mnist_mlp", tmp_path / name)
     assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout and "x\\x1b[2J\\x1b]0;owned\\x07\\u202e.npy[0]" in proc.stdout
+    np.savez(tmp_path / name.replace(".npy", ".npz"), X=X[:20], y=np.zeros(20, np.int64))
+    text = run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / name.replace(".npy", ".npz"), "--quiet").stdout
+    assert "\x1b" not in text and "\\x1b[2J" in text  # the data path in the heading line
     proc = run_zoo("predict", "mnist_mlp", tmp_path / ("missing\x1b[31m\r.npy"), check=False)
     assert_usage_error(proc, "missing\\x1b[31m\\r.npy", "does not exist")
     assert "\x1b" not in proc.stderr

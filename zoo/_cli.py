@@ -127,7 +127,7 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
         payload = _finite(result.data if isinstance(result, Output) else result)
         stdout.write(json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n")
     else:
-        stdout.write(str(result).rstrip("\n") + "\n")
+        stdout.write("\n".join(escape(line) for line in str(result).rstrip("\n").split("\n")) + "\n")
     stdout.flush()
     return EXIT_OK
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo._cli import Output, UsageError, load_npz, make_parser, positive_int, quiet_tensorflow_start, run, table
+from zoo._cli import Output, UsageError, escape, load_npz, make_parser, positive_int, quiet_tensorflow_start, run, table
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger PNG inputs are refused before decoding (decompression bombs)
 
@@ -13,6 +13,8 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # larger PNG inputs are refused before decoding 
 def _cmd_list(args):
     import zoo
 
+    if args.library is not None:
+        return _list_library(args)
     rows = []
     for name in zoo.list_models(args.pattern, dataset=args.dataset):
         e = zoo.info(name)
@@ -39,11 +41,12 @@ def _cmd_info(args):
 
     import zoo
 
-    entry = zoo.info(args.name)
+    registry = _library(args.library) if args.library is not None else None
+    entry = zoo.info(args.name, registry=registry)
     if args.plot:
         _check_output_file(args.plot, "--plot")
     _start_tensorflow(args)
-    model = zoo.load(args.name, weights=None)
+    model = zoo.load(args.name, weights=None, registry=registry)
     summary = io.StringIO()
     model.summary(print_fn=lambda line, **_: summary.write(line + "\n"))
     if args.plot:
@@ -91,7 +94,7 @@ def _plot_model(model, path: str) -> None:
         raise UsageError("--plot needs Graphviz's `dot` program on PATH (e.g. apt install graphviz / brew install graphviz)")
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True)
-    print(f"architecture drawn to {path}", file=sys.stderr)
+    print(f"architecture drawn to {escape(path)}", file=sys.stderr)
 
 
 def _cmd_evaluate(args):
@@ -256,11 +259,13 @@ def build_parser():
     p = sub.add_parser("list", parents=[common], help="list models with their accuracy")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: *)")
     p.add_argument("--dataset", choices=["mnist", "fashion_mnist", "imdb"])
+    p.add_argument("--library", metavar="DIR", help="a model library written by `zoo search`, best search objective first")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", parents=[common], help="registry entry, model summary and recipe")
     p.add_argument("name")
     p.add_argument("--plot", metavar="FILE.png", help="draw the architecture (needs pydot and Graphviz)")
+    p.add_argument("--library", metavar="DIR", help="read the entry from a model library written by `zoo search`")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("evaluate", parents=[common], help="accuracy and log loss measured now, beside the registry's")
@@ -281,7 +286,101 @@ def build_parser():
     p.add_argument("name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz arrays, PNG images, or text files with one review per line; each is read")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("search", parents=[common], help="hyperparameter search (Optuna); every completed trial joins a model library")
+    p.add_argument("name", help="a zoo entry (its train split, builder and recipe are the starting point) or a builder name with --data")
+    p.add_argument("--library", required=True, metavar="DIR", help="model library folder (registry.yaml, weights/, search.journal); created if missing")
+    p.add_argument("--trials", required=True, type=positive_int, metavar="N", help="the study's total number of trials; re-running continues up to it")
+    p.add_argument("--data", metavar="FILE.npz", help="your arrays X and y (needed with a builder name)")
+    p.add_argument("--storage", metavar="URL", help="an Optuna storage URL, e.g. sqlite:///study.db or postgresql://... (default: LIB/search.journal)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="K", help="worker processes on this machine (default: 1)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (running ones finish)")
+    p.add_argument("--subset", type=positive_int, metavar="N", help="smoke run: the first N training examples plus an early-stopping slice")
+    p.add_argument("--epochs", type=positive_int, metavar="E", help="fix the maximum number of epochs (no longer searched)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, plus each worker's index (default: 0)")
+    p.add_argument("--space", metavar="FILE.yaml", help="search space laid over the builder's default (see zoo.search_spaces)")
+    p.add_argument("--metric", choices=["accuracy", "log_loss"], default="accuracy", help="objective on the early-stopping slice (default: accuracy)")
+    p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")
+    p.add_argument("--trials-per-process", type=positive_int, default=1, metavar="M", help="trials a worker process runs before it is replaced (default: 1)")
+    p.add_argument("--no-pruning", action="store_true", help="never prune trials (default: median pruning from the fifth trial, after two epochs)")
+    p.set_defaults(func=_cmd_search)
     return parser
+
+
+def _library(path: str):
+    """The registry of a model library folder, or a ``UsageError``."""
+    from zoo.registry import Registry
+
+    if not (Path(path) / "registry.yaml").is_file():
+        raise UsageError(f"--library {path}: no registry.yaml there (a folder written by `zoo search`)")
+    return Registry(Path(path))
+
+
+def _list_library(args):
+    from zoo.library import ranked
+
+    rows = []
+    for e in ranked(_library(args.library), args.pattern):
+        if args.dataset is not None and e.get("dataset") != args.dataset:
+            continue
+        search = e.get("search", {})
+        objective = search.get("objective", {})
+        rows.append(
+            {
+                "name": e["name"],
+                "builder": e["builder"],
+                "dataset": e.get("dataset"),
+                "study": search.get("study"),
+                "trial": search.get("trial"),
+                "objective": objective.get("name"),
+                "value": objective.get("value"),
+                "parameters": e["parameters"],
+            }
+        )
+    text = table(
+        ["name", "builder", "dataset", "trial", "objective", "value", "parameters"],
+        [[r["name"], r["builder"], r["dataset"], r["trial"], r["objective"], r["value"], r["parameters"]] for r in rows],
+    )
+    return Output(rows, text if rows else "no models match")
+
+
+def _cmd_search(args):
+    import zoo
+
+    space = _read_space(args.space) if args.space is not None else None
+    pruner = None
+    if args.no_pruning:
+        import optuna
+
+        pruner = optuna.pruners.NopPruner()
+    s = zoo.search(
+        args.name, library=args.library, n_trials=args.trials, data=args.data, storage=args.storage, seed=args.seed,
+        timeout=args.timeout, subset=args.subset, epochs=args.epochs, space=space, workers=args.workers, metric=args.metric,
+        pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process, progress=not args.quiet,
+    )
+    t = s["trials"]
+    text = (f"study {s['study']} in {s['library']}: {sum(t.values())} of {s['n_trials']} trials "
+            f"({t['complete']} complete, {t['pruned']} pruned, {t['failed']} failed, {t['running']} running elsewhere)"
+            f"{', timed out' if s['timed_out'] else ''}; this run took {s['wall_seconds']:.0f} s")
+    best = s["best"]
+    if best is not None:
+        text += (f"\nbest: trial {best['trial']}, early-stopping {s['metric']} {best['value']:.4f}: {best['entry']}"
+                 f" (zoo info {best['entry']} --library {args.library})\n")
+        text += table(["hyperparameter", "value"], [[k, v if isinstance(v, (int, float)) else str(v)] for k, v in best["params"].items()])
+    return Output(s, text)
+
+
+def _read_space(path: str) -> dict:
+    """A search space from a YAML file, or a ``UsageError``."""
+    import yaml
+
+    try:
+        space = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"--space {path}: cannot read it as YAML: {exc}") from None
+    if not isinstance(space, dict):
+        raise UsageError(f"--space {path}: expected a mapping of hyperparameter names, got {type(space).__name__}")
+    return space
 
 
 def main(argv=None) -> int:
