@@ -5,6 +5,7 @@
 >>> model = zoo.load("fashion_mnist_bn_cnn")     # compiled keras.Model, sha256-checked
 >>> X, y = zoo.datasets.load("fashion_mnist", "test")
 >>> clf = zoo.ZooClassifier("bn_cnn", epochs=5).fit(X_train, y_train)   # doctest: +SKIP
+>>> zoo.search("fashion_mnist_bn_cnn", library="lib", n_trials=20)     # doctest: +SKIP
 
 TensorFlow is imported only when a model is built, loaded or trained.
 """
@@ -20,6 +21,17 @@ def train(name, **kwargs):
     from zoo.training import train as _train
 
     return _train(name, **kwargs)
+
+
+def search(name, **kwargs):
+    """Hyperparameter search of a zoo entry or builder into a model library; see :func:`zoo.tuning.search`.
+
+    >>> zoo.search("fashion_mnist_bn_cnn", library="lib", n_trials=20, workers=2)   # doctest: +SKIP
+    >>> zoo.load("fashion_mnist_bn_cnn_t0007", registry="lib")                      # doctest: +SKIP
+    """
+    from zoo.tuning import search as _search
+
+    return _search(name, **kwargs)
 
 
 def __getattr__(name):
@@ -43,6 +55,7 @@ __all__ = [
     "list_models",
     "load",
     "predict_proba",
+    "search",
     "train",
 ]
 __version__ = "0.1.0"

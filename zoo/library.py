@@ -1,0 +1,178 @@
+"""A model library: every completed search trial as an entry of ``LIB/registry.yaml``.
+
+A library uses the zoo's own registry schema (``format_version: 2``): each
+entry holds the builder, its hyperparameters, the recipe it was trained with,
+the metrics of the early-stopping slice the search scored it on, the sha256 of
+its ``LIB/weights/<name>.weights.h5`` (and vocabulary) file, the library
+versions, and ``search: {study, trial, objective}``, the trial that produced
+it. Entries are named ``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007``).
+``zoo.load(name, registry=LIB)`` loads them, checking the sha256, like the
+shipped models.
+
+Files are written atomically and the registry is updated under a lock, so
+worker processes of one search, or several searches, can share a library.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from zoo.registry import BUILDER_KINDS, Registry
+
+__all__ = ["add_trial", "entry_name", "find_trial", "open_library", "ranked"]
+
+
+def open_library(folder: str | os.PathLike) -> Registry:
+    """The library's registry in ``folder``, created (empty, ``format_version: 2``) if missing."""
+    return Registry.create(Path(folder))
+
+
+def entry_name(study: str, number: int) -> str:
+    """The library entry name of trial ``number`` of ``study``."""
+    return f"{study}_t{number:04d}"
+
+
+def find_trial(library: Registry, study: str, number: int) -> dict | None:
+    """The entry that trial ``number`` of ``study`` wrote, or None."""
+    name = entry_name(study, number)
+    if name not in library:
+        return None
+    entry = library.entry(name)
+    search = entry.get("search", {})
+    return entry if (search.get("study"), search.get("trial")) == (study, number) else None
+
+
+def ranked(library: Registry, pattern: str = "*") -> list[dict]:
+    """Entries matching ``pattern``, best search objective first; entries without one come last."""
+    entries = [library.entry(n) for n in library.names(pattern)]
+
+    def key(entry):
+        objective = entry.get("search", {}).get("objective")
+        if objective is None:
+            return (1, 0.0)
+        return (0, -objective["value"] if objective["direction"] == "maximize" else objective["value"])
+
+    return sorted(entries, key=key)
+
+
+def add_trial(
+    library: Registry,
+    clf,
+    *,
+    study: str,
+    trial: int,
+    objective: dict,
+    hyperparameters: dict,
+    seconds: float,
+    examples: int,
+    dataset: str | None = None,
+    data: dict | None = None,
+    subset: int | None = None,
+) -> dict:
+    """Write a fitted :class:`zoo.ZooClassifier`'s weights and its entry into the library.
+
+    Parameters
+    ----------
+    library : Registry
+        The library's registry (see :func:`open_library`).
+    clf : ZooClassifier
+        Fitted, with an early-stopping slice.
+    study, trial : str, int
+        The Optuna study and trial number that produced it.
+    objective : dict
+        ``{"name", "value", "direction"}``.
+    hyperparameters : dict
+        The values the trial drew from the search space.
+    seconds : float
+        Training time.
+    examples : int
+        Number of examples given to ``fit`` (the early-stopping slice included).
+    dataset : str, optional
+        The zoo dataset it was trained on (None for a user's data).
+    data : dict, optional
+        For a user's data: ``{"source", "examples", "sha256"}``.
+    subset : int, optional
+        The ``subset`` of a smoke run.
+
+    Returns
+    -------
+    dict
+        The entry written.
+    """
+    import keras
+    import numpy as np
+    import optuna
+    import tensorflow as tf
+
+    from zoo import datasets
+    from zoo._files import atomic_path, atomic_write_text, sha256_file
+    from zoo.estimator import _plain, _set_weights
+    from zoo.models import build_model
+
+    name = entry_name(study, trial)
+    spec = clf.spec_
+    # save the float32 model zoo.load rebuilds, without optimizer state
+    bare = build_model(spec["builder"], spec["params"], vocabulary=clf.vocabulary_)
+    _set_weights(bare, clf.model_.get_weights())
+    library.weights_dir.mkdir(parents=True, exist_ok=True)
+    weights_file = f"{name}.weights.h5"
+    with atomic_path(library.weights_dir / weights_file, suffix=".weights.h5") as tmp:
+        bare.save_weights(tmp)
+
+    text = BUILDER_KINDS[spec["builder"]] == "text"
+    features = not text and len(spec["params"]["input_shape"]) == 1
+    if text:
+        task, input_spec = "text-classification", {"shape": [], "dtype": "string"}
+    elif features:
+        task, input_spec = "tabular-classification", {"shape": list(spec["params"]["input_shape"]), "dtype": "float32"}
+    else:
+        task, input_spec = "image-classification", {"shape": list(spec["params"]["input_shape"]), "dtype": "uint8"}
+    if dataset is not None:
+        names = datasets.class_names(dataset)
+        classes = [names[int(c)] for c in clf.classes_]
+    else:
+        classes = _plain(list(clf.classes_))
+
+    entry = {"name": name, "task": task}
+    if dataset is not None:
+        entry["dataset"] = dataset
+    entry.update(
+        {
+            "builder": spec["builder"],
+            "params": spec["params"],
+            "input": input_spec,
+            "classes": classes,
+            "weights": {"file": weights_file, "sha256": sha256_file(library.weights_dir / weights_file)},
+        }
+    )
+    if text:
+        vocab_file = f"{name}.vocab.txt"
+        atomic_write_text(library.weights_dir / vocab_file, "".join(t + "\n" for t in clf.vocabulary_))
+        entry["vocabulary"] = {"file": vocab_file, "sha256": sha256_file(library.weights_dir / vocab_file)}
+    es_examples = spec["recipe"]["early_stopping_size"]
+    entry.update(
+        {
+            "parameters": int(bare.count_params()),
+            "metrics": {"early_stopping": {k: round(float(v), 6) for k, v in clf.early_stopping_scores_.items()}},
+            "recipe": spec["recipe"],
+            "search": {"study": study, "trial": int(trial), "objective": dict(objective), "hyperparameters": _plain(hyperparameters)},
+            "training": {
+                "epochs_run": len(clf.history_["loss"]),
+                "best_epoch": int(clf.best_epoch_),
+                "seconds": round(seconds, 1),
+                "fit_examples": int(examples) - es_examples,
+                "early_stopping_examples": es_examples,
+                "subset": subset,
+                "date": _dt.date.today().isoformat(),
+            },
+        }
+    )
+    if data is not None:
+        entry["data"] = dict(data)
+    entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, "optuna": optuna.__version__}
+    if dataset is not None:
+        entry["licence"] = datasets.DATASETS[dataset]["licence"]
+    library.put(entry)
+    return entry
