@@ -120,6 +120,26 @@ def test_resuming_adds_trials_up_to_the_new_total_and_no_more(searched, tmp_path
     assert len(study_of(library).trials) == 4 and again["trials"]["complete"] == 4 and again["wall_seconds"] < 10
 
 
+def test_a_dead_trial_whose_model_reached_the_library_is_completed_not_rerun(searched, tmp_path):
+    library = tmp_path / "lib"
+    shutil.copytree(searched[0], library)
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # a pid whose process is gone
+    study = study_of(library)
+    trial = study.ask()  # the worker that died after writing its entry, before telling the study
+    for key, value in {"host": socket.gethostname(), "pid": finished.pid, "pid_start": None, "worker": 0}.items():
+        trial.set_user_attr(key, value)
+    registry = Registry(library)
+    entry = registry.entry("mnist_mlp_t0002")
+    entry.update(name="mnist_mlp_t0003", search={**entry["search"], "trial": 3, "objective": {**entry["search"]["objective"], "value": 0.5}})
+    registry.put(entry)
+
+    summary = zoo.search("mnist_mlp", library=library, n_trials=4, **SMOKE)  # the study has its 4 trials: no worker starts
+    trials = study_of(library).trials
+    assert len(trials) == 4 and trials[3].state == TrialState.COMPLETE and trials[3].value == 0.5
+    assert summary["trials"]["complete"] == 4 and summary["best"]["entry"] == "mnist_mlp_t0003"
+
+
 def test_two_worker_processes_complete_exactly_the_requested_distinct_trials(tmp_path):
     library = tmp_path / "lib"
     summary = zoo.search("mnist_mlp", library=library, n_trials=4, workers=2, trials_per_process=2, space=LR_ONLY, seed=3, **SMOKE)
@@ -185,11 +205,13 @@ def test_cli_search_on_user_data_lists_and_shows_the_library(tmp_path):
     labels = np.array(["low", "mid", "high"])[np.minimum(y[:400] // 4, 2)]
     np.savez(tmp_path / "train.npz", X=X[:400, ::4, ::4], y=labels)  # 7x7 images, three string classes
     library = tmp_path / "lib"
+    url = f"sqlite:///{tmp_path / 'study.db'}"  # any Optuna storage URL
     proc = run_zoo("search", "mlp", "--library", library, "--data", tmp_path / "train.npz", "--trials", "2", "--epochs", "1",
-                   "--trials-per-process", "2", "--json", "--quiet", cwd=tmp_path)
+                   "--trials-per-process", "2", "--storage", url, "--json", "--quiet", cwd=tmp_path)
     summary = json.loads(proc.stdout)
     assert summary["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "running": 0} and summary["study"] == "mlp"
-    assert summary["library"] == str(library) and summary["storage"] == str(library / STORAGE_FILE)
+    assert summary["library"] == str(library) and summary["storage"] == url and not (library / STORAGE_FILE).exists()
+    assert [t.state for t in optuna.load_study(study_name="mlp", storage=url).trials] == [TrialState.COMPLETE] * 2
 
     rows = json.loads(run_zoo("list", "--library", library, "--json").stdout)
     assert [r["value"] for r in rows] == sorted((r["value"] for r in rows), reverse=True)
@@ -270,6 +292,12 @@ def test_cli_usage_errors_are_one_line_with_exit_code_2(tmp_path):
 
 
 # --------------------------------------------------------------------------- spaces and registry format (no training)
+
+
+def test_import_zoo_stays_free_of_optuna_and_tensorflow():
+    code = "import sys, zoo, zoo.cli; print(sorted({m.split('.')[0] for m in sys.modules} & {'optuna', 'tensorflow', 'keras'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "[]" and callable(zoo.search)
 
 
 def test_default_spaces_name_real_hyperparameters_and_resolve():
