@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._cli import Output, UsageError, load_npz, make_parser, run, table
+from zoo._cli import Output, UsageError, escape, load_npz, make_parser, run, table
 
 _LEGACY_WEIGHTS, _LEGACY_STACK = "ensemble-blend-weights", "ensemble-stack"
 _LEGACY_STACK_FILE = "stack.json"
@@ -268,7 +268,7 @@ def _fit_and_save(args, kind: str):
         metadata["meta_learner"] = args.meta
     model.set_params(memory=None)  # the cache is a setting of this machine, not part of the model
     ensemble.save(model, args.out, metadata=metadata)
-    print(f"{'weights' if kind == 'blend' else 'stack'} written to {args.out}", file=sys.stderr)
+    print(f"{'weights' if kind == 'blend' else 'stack'} written to {escape(str(args.out))}", file=sys.stderr)
     data = {**metadata, "out": str(args.out)}
     return _report(rows, ensemble_scores, "validation", label, weights=kind == "blend", data=data)
 
@@ -282,8 +282,13 @@ def _check_out(out: str) -> None:
         raise UsageError(f"--out {out}: exists and is not a folder (a saved ensemble is a folder)")
     if path.is_dir() and not (path / POINTER).exists() and any(path.iterdir()):
         raise UsageError(f"--out {out}: a non-empty folder that holds no saved ensemble; choose another path")
-    if len(path.name.encode()) > 200:
-        raise UsageError(f"--out: the name {path.name[:40]}… is too long ({len(path.name.encode())} bytes; at most 200)")
+    if not path.exists():
+        from zoo._files import check_file_name
+
+        try:
+            check_file_name(path)  # the name's length, and a folder to hold it
+        except OSError as exc:
+            raise UsageError(f"--out {escape(path.name[:40])}…: {exc.strerror}") from None
 
 
 def _cmd_fit_weights(args):
@@ -461,7 +466,7 @@ def _cmd_convert(args):
     metadata = {"command": "ensemble convert", "label": label, "converted_from": str(args.path), "fitted_on": doc.get("fitted_on"),
                 "members": [{**m.record(), **{k: v for k, v in r.items() if k in ("validation", "weight")}} for m, r in zip(members, records)]}
     ensemble.save(model, args.out, metadata=metadata)
-    print(f"converted {args.path} to {args.out}", file=sys.stderr)
+    print(f"converted {escape(str(args.path))} to {escape(str(args.out))}", file=sys.stderr)
     return Output({"out": str(args.out), **metadata}, f"converted {args.path} to {args.out}")
 
 
@@ -525,7 +530,7 @@ def _plot_diversity(report, path: str) -> None:
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    print(f"diversity plot written to {path}", file=sys.stderr)
+    print(f"diversity plot written to {escape(str(path))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- parser

@@ -142,7 +142,7 @@ def test_error_paths_exit_2_with_one_line(workdir, tmp_path):
     # output paths that cannot be written
     (tmp_path / "file").write_text("x")
     assert_usage_error(run_ensemble("fit-weights", "--members", "mnist_mlp", "--dataset", "mnist", "--out", tmp_path / "file", check=False), "not a folder")
-    assert_usage_error(run_ensemble("fit-weights", "--members", "mnist_mlp", "--dataset", "mnist", "--out", tmp_path / ("n" * 250), check=False), "too long")
+    assert_usage_error(run_ensemble("fit-weights", "--members", "mnist_mlp", "--dataset", "mnist", "--out", tmp_path / ("n" * 300), check=False), "too long")
     (tmp_path / "mydir").mkdir()
     (tmp_path / "mydir" / "notes.txt").write_text("keep")
     assert_usage_error(run_ensemble("fit-weights", "--members", "mnist_mlp", "--dataset", "mnist", "--out", tmp_path / "mydir", check=False), "holds no saved ensemble")
