@@ -103,7 +103,7 @@ def test_regressors_round_trip(tmp_path):
         np.testing.assert_array_equal(ensemble.load(path).predict(X), expected)
 
 
-def test_keras_zoo_and_custom_members_round_trip(tmp_path):
+def test_keras_sklearn_pipeline_and_xgboost_members_round_trip_in_a_fresh_process(tmp_path):
     import keras
 
     import zoo
@@ -117,13 +117,14 @@ def test_keras_zoo_and_custom_members_round_trip(tmp_path):
     custom.fit(X, y, epochs=1, verbose=0)
     tuned = zoo.load("mnist_mlp")  # a zoo model whose weights changed: saved as weights, not by reference
     tuned.layers[-1].bias.assign(tuned.layers[-1].bias.numpy() + 0.5)
-    members = [("zoo", zoo.load("mnist_mlp")), ("custom", custom), ("tuned", tuned), ("lr", make_pipeline(Flatten(), LogisticRegression(max_iter=100)))]
+    members = [("zoo", zoo.load("mnist_mlp")), ("custom", custom), ("tuned", tuned), ("lr", make_pipeline(Flatten(), LogisticRegression(max_iter=100))),
+               ("xgb", make_pipeline(Flatten(), XGBClassifier(n_estimators=5, max_depth=2)))]
     blend = BlendClassifier(members, method="slsqp", cv=2).fit(X, y)
     path = tmp_path / "keras-bundle"
     ensemble.save(blend, path)
     version, manifest = _files(path)
     kinds = [p["kind"] for p in manifest["parts"]]
-    assert {"zoo", "keras", "zoo_build", "keras_member"} <= set(kinds)
+    assert {"zoo", "keras", "zoo_build", "keras_member", "skops", "xgboost", "pipeline"} <= set(kinds)
     assert not any(f.suffix == ".h5" and "zoo" in f.name for f in version.iterdir())  # the shipped model is a reference
     assert not any(_is_pickle(f) for f in version.iterdir())
     np.testing.assert_allclose(_fresh_process_proba(path, X[:200]), blend.predict_proba(X[:200]), rtol=0, atol=1e-12)
