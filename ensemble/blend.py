@@ -12,6 +12,7 @@ from ensemble import solvers
 from ensemble._base import _BaseEnsemble, encode_classes
 from ensemble._keras import KerasMember, fuse
 from ensemble._members import is_drop
+from ensemble.calibration import apply_temperature, calibrating, fit_temperature
 
 _METHODS = ("mean", "slsqp", "nnls", "caruana")
 _FAST_SCORING = (None, "neg_log_loss", "neg_mean_squared_error")
@@ -31,6 +32,7 @@ class _BaseBlend(_BaseEnsemble):
         n_init=1,
         n_bags=1,
         bag_fraction=0.5,
+        n_best=None,
         cv=5,
         memory=None,
         n_jobs=None,
@@ -45,6 +47,7 @@ class _BaseBlend(_BaseEnsemble):
         self.n_init = n_init
         self.n_bags = n_bags
         self.bag_fraction = bag_fraction
+        self.n_best = n_best
         self.cv = cv
         self.memory = memory
         self.n_jobs = n_jobs
@@ -75,21 +78,28 @@ class _BaseBlend(_BaseEnsemble):
                     raise ValueError(f"{name} must be a positive integer; got {value!r}")
             if not isinstance(self.bag_fraction, Real) or not 0 < self.bag_fraction <= 1:
                 raise ValueError(f"bag_fraction must be in (0, 1]; got {self.bag_fraction!r}")
+            if self.n_best is not None and (not isinstance(self.n_best, Integral) or self.n_best < 1):
+                raise ValueError(f"n_best must be None or a positive integer; got {self.n_best!r}")
 
     def _fit_blend(self, X, y_members, y_solver, checked, params, sample_weight, columns):
         """Fit members and weights; ``columns(i, est, prefit)`` maps member ``i``'s outputs to ours."""
         learn = self.method != "mean"
-        outputs = self._fit_members(X, y_members, checked, params, outputs=learn)
+        calibrate = self._calibrating()
+        outputs = self._fit_members(X, y_members, checked, params, outputs=learn or calibrate)
         self._columns = [columns(est, p) for est, p in zip(self.estimators_, checked.prefit)]
+        self._fit_temperatures(checked, outputs if calibrate else None, y_solver, sample_weight)
         active = [checked.all_names.index(name) for name in checked.names]
         weights = np.zeros(len(checked.all_names))
-        if learn:
+        P = None
+        if learn or calibrate:
             P = np.stack([self._align(name, out, i) for i, (name, out) in enumerate(zip(checked.names, outputs))])
+        if learn:
             weights[active] = self._solve(P, y_solver, sample_weight)
         else:
             w = np.ones(len(active)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)[active]
             weights[active] = w / w.sum()
         self.weights_ = weights
+        self._fit_blend_temperature(P if calibrate else None, weights[active], y_solver, sample_weight)
         return self
 
     def _solve(self, P, y, sample_weight):
@@ -99,8 +109,19 @@ class _BaseBlend(_BaseEnsemble):
             return solvers.nnls_weights(P, y, sample_weight=sample_weight)
         return solvers.caruana_weights(
             P, y, score=self._caruana_score(), sample_weight=sample_weight, ensemble_size=self.ensemble_size,
-            n_init=self.n_init, n_bags=self.n_bags, bag_fraction=self.bag_fraction, random_state=self.random_state,
+            n_init=self.n_init, n_bags=self.n_bags, bag_fraction=self.bag_fraction, n_best=self.n_best,
+            random_state=self.random_state,
         )
+
+    def _calibrating(self):
+        """Whether probabilities are temperature-scaled (never for regressors)."""
+        return False
+
+    def _fit_temperatures(self, checked, outputs, y, sample_weight):
+        """Fit the members' temperatures on their ``outputs`` (classifiers)."""
+
+    def _fit_blend_temperature(self, P, weights, y, sample_weight):
+        """Fit the temperature of the blend ``weights @ P`` (classifiers)."""
 
     def _active_weights(self):
         """``weights_`` of the members in ``estimators_`` (dropped members left out)."""
@@ -146,7 +167,13 @@ class _BaseBlend(_BaseEnsemble):
         others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
         if others:
             raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
+        if np.any(self._active_temperatures() != 1) or getattr(self, "blend_temperature_", 1.0) != 1:
+            raise ValueError("to_keras() does not apply temperatures: fit the blend with calibrate=False")
         return fuse(self.estimators_, self._active_weights(), names)
+
+    def _active_temperatures(self):
+        """Temperature of each member of ``estimators_`` (ones for regressors)."""
+        return np.ones(len(self.estimators_))
 
     def _feature_names(self, input_features, suffixes):
         check_is_fitted(self)
@@ -191,9 +218,20 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     scoring : str or callable, default=None
         Scikit-learn scorer maximised by ``method="caruana"``; None means
         negative log loss.
-    ensemble_size, n_init, n_bags, bag_fraction :
+    ensemble_size, n_init, n_bags, bag_fraction, n_best :
         Caruana's selection: number of selections, sorted initialisation
-        size, number of bags and fraction of members per bag.
+        size, number of bags, fraction of members per bag, and library
+        pruning to the ``n_best`` members best alone (None: all).
+    calibrate : bool or "temperature", default=False
+        Temperature scaling (see :mod:`ensemble.calibration`), fitted on the
+        data the weights are fitted on (out-of-fold probabilities for the
+        members fitted here): each member's probabilities are scaled before
+        the weights are fitted and applied, so a well-ranked but under- or
+        over-confident member is weighted for what it knows; then the blend
+        itself gets one temperature, as the average of calibrated members is
+        under-confident. ``True`` and ``"temperature"`` are the same. Needs
+        ``voting="soft"``. Off by default: the zoo's members, trained alike,
+        blend slightly better without it (``scripts/calibration_results.py``).
     cv : int, cross-validation generator, iterable or "prefit", default=5
         Folds for out-of-fold predictions of unfitted members (learned
         weights); ``"prefit"`` uses every member as it is (fitted).
@@ -217,6 +255,12 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     weights_ : ndarray of shape (n_members,)
         Non-negative weights summing to 1, one per member of ``estimators``
         (0 for dropped ones), in the order of ``named_estimators_``.
+    temperatures_ : ndarray of shape (n_members,)
+        Each member's temperature, in the same order; 1.0 where not
+        calibrated. :meth:`predict_proba` and :meth:`transform` use the
+        scaled probabilities.
+    blend_temperature_ : float
+        Temperature of the weighted average (1.0 without ``calibrate``).
     classes_ : ndarray of shape (n_classes,)
         Class labels: those of the prefit members, else those of ``y``.
     n_features_in_ : int
@@ -240,6 +284,8 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         n_init=1,
         n_bags=1,
         bag_fraction=0.5,
+        n_best=None,
+        calibrate=False,
         cv=5,
         memory=None,
         n_jobs=None,
@@ -248,11 +294,12 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     ):
         super().__init__(
             estimators, method=method, weights=weights, scoring=scoring, ensemble_size=ensemble_size,
-            n_init=n_init, n_bags=n_bags, bag_fraction=bag_fraction, cv=cv, memory=memory,
+            n_init=n_init, n_bags=n_bags, bag_fraction=bag_fraction, n_best=n_best, cv=cv, memory=memory,
             n_jobs=n_jobs, random_state=random_state, verbose=verbose,
         )
         self.voting = voting
         self.flatten_transform = flatten_transform
+        self.calibrate = calibrate
 
     def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the members that need it and the weights.
@@ -299,11 +346,45 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
 
         return self._fit_blend(X, y_codes, np.searchsorted(classes, y), checked, params, sample_weight, columns)
 
-    def _align(self, name, proba, i):
-        """Member ``i``'s probabilities as columns of ``classes_``."""
+    def _calibrating(self):
+        if not calibrating(self.calibrate):
+            return False
+        if self.voting == "hard":
+            raise ValueError("calibrate scales probabilities: it needs voting='soft'")
+        return True
+
+    def _fit_temperatures(self, checked, outputs, y, sample_weight):
+        """``temperatures_``: one per member, fitted on ``outputs`` (1.0 without them)."""
+        temperatures = np.ones(len(checked.all_names))
+        for i, out in enumerate(outputs or []):
+            self._align(checked.names[i], out, i, calibrated=False)  # checks the shape
+            position = np.full(len(self.classes_), -1)
+            position[self._columns[i]] = np.arange(len(self._columns[i]))
+            y_member = position[y]
+            known = y_member >= 0  # classes the member never predicts: a loss no temperature changes
+            sw = None if sample_weight is None else sample_weight[known]
+            t = fit_temperature(out[known], y_member[known], sample_weight=sw)
+            temperatures[checked.all_names.index(checked.names[i])] = t
+        self.temperatures_ = temperatures
+
+    def _fit_blend_temperature(self, P, weights, y, sample_weight):
+        """``blend_temperature_``: fitted on the weighted average of ``P`` (1.0 without ``P``)."""
+        self.blend_temperature_ = 1.0 if P is None else fit_temperature(np.tensordot(weights, P, axes=1), y, sample_weight=sample_weight)
+
+    def _active_temperatures(self):
+        """``temperatures_`` of the members in ``estimators_``; ones for ensembles saved without them."""
+        temperatures = getattr(self, "temperatures_", None)
+        if temperatures is None:
+            return np.ones(len(self.estimators_))
+        return np.array([t for t, est in zip(temperatures, self.named_estimators_.values()) if not is_drop(est)])
+
+    def _align(self, name, proba, i, *, calibrated=True):
+        """Member ``i``'s probabilities (temperature-scaled) as columns of ``classes_``."""
         columns = self._columns[i]
         if proba.ndim != 2 or proba.shape[1] != len(columns):
             raise ValueError(f"Member {name!r} predicted probabilities of shape {proba.shape} for {len(columns)} classes")
+        if calibrated:
+            proba = apply_temperature(proba, self._active_temperatures()[i])
         if len(columns) == len(self.classes_):  # columns are increasing: all classes, in order
             return proba
         full = np.zeros((proba.shape[0], len(self.classes_)))
@@ -328,7 +409,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
 
     @available_if(_soft)
     def predict_proba(self, X):
-        """Weighted average of the members' probabilities.
+        """Weighted average of the members' (temperature-scaled) probabilities.
 
         Parameters
         ----------
@@ -339,7 +420,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        return self._average(X, "predict_proba")
+        return apply_temperature(self._average(X, "predict_proba"), getattr(self, "blend_temperature_", 1.0))
 
     def _votes(self, X, *, used_only):
         """Each member's predicted class as an index into ``classes_``, shape ``(n_members, n_samples)``."""
@@ -370,7 +451,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         return self.classes_[np.argmax(votes, axis=1)]
 
     def transform(self, X):
-        """Each member's probabilities (soft voting) or predicted class index (hard voting).
+        """Each member's (temperature-scaled) probabilities (soft voting) or predicted class index (hard voting).
 
         Parameters
         ----------
@@ -435,7 +516,7 @@ class BlendRegressor(RegressorMixin, _BaseBlend):
     scoring : str or callable, default=None
         Scorer maximised by ``method="caruana"``; None means negative mean
         squared error.
-    ensemble_size, n_init, n_bags, bag_fraction, cv, memory, n_jobs, random_state, verbose :
+    ensemble_size, n_init, n_bags, bag_fraction, n_best, cv, memory, n_jobs, random_state, verbose :
         See :class:`BlendClassifier`.
 
     Attributes

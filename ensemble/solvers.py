@@ -153,16 +153,19 @@ def caruana_weights(
     n_init=1,
     n_bags=1,
     bag_fraction=0.5,
+    n_best=None,
     random_state=None,
 ):
-    """Greedy forward selection with replacement (Caruana et al., 2004).
+    """Greedy forward selection with replacement (Caruana et al., 2004 and 2006).
 
     Starts from the ``n_init`` best members (sorted initialisation), then
     repeatedly adds the member, possibly again, whose addition scores best,
     up to ``ensemble_size`` selections; the best ensemble along the way is
     kept. Weights are selection counts divided by their sum. With
     ``n_bags > 1`` each bag selects from a random ``bag_fraction`` of the
-    members and the bags' weights are averaged.
+    members and the bags' weights are averaged. With ``n_best``, only the
+    ``n_best`` members that score best alone are candidates (library
+    pruning), before any bagging.
 
     Parameters
     ----------
@@ -184,6 +187,9 @@ def caruana_weights(
     bag_fraction : float, default=0.5
         Fraction of the members drawn (without replacement) for each bag;
         used when ``n_bags > 1``.
+    n_best : int, default=None
+        Keep only this many members, the best alone, as candidates; None
+        keeps all.
     random_state : int, RandomState instance or None, default=None
         Draws the bags.
 
@@ -217,13 +223,16 @@ def caruana_weights(
         def batch_score(S):
             return np.array([score(y, s, **kwargs) for s in S])
 
+    library = np.arange(m)
+    if n_best is not None and n_best < m:
+        library = np.sort(np.argsort(-batch_score(X), kind="stable")[:n_best])
     if n_bags == 1:
-        return _select(X, np.arange(m), batch_score, ensemble_size, n_init)
+        return _select(X, library, batch_score, ensemble_size, n_init)
     rng = check_random_state(random_state)
-    size = max(1, int(round(bag_fraction * m)))
+    size = max(1, round(bag_fraction * len(library)))
     weights = np.zeros(m)
     for _ in range(n_bags):
-        bag = np.sort(rng.choice(m, size=size, replace=False))
+        bag = np.sort(rng.choice(library, size=size, replace=False))
         weights += _select(X, bag, batch_score, ensemble_size, n_init)
     return weights / n_bags
 

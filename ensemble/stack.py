@@ -20,7 +20,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ensemble._base import _BaseEnsemble, encode_classes
-from ensemble._members import STACK_METHODS, check_sample_weight_support
+from ensemble._members import STACK_METHODS, check_sample_weight_support, is_drop
+from ensemble.calibration import apply_temperature, calibrating, fit_temperature
 
 
 class _BaseStack(_BaseEnsemble):
@@ -64,8 +65,11 @@ class _BaseStack(_BaseEnsemble):
             raise ValueError(f"'final_estimator' parameter should be a {kind}. Got {final}")
         return clone(final)
 
-    def _fit_stack(self, X, y, checked, final, sample_weight, fit_params, columns):
-        """Fit the members (out-of-fold outputs for those fitted here) and the meta-learner on ``y``."""
+    def _fit_stack(self, X, y, checked, final, sample_weight, fit_params, columns, y_index=None):
+        """Fit the members (out-of-fold outputs for those fitted here) and the meta-learner on ``y``.
+
+        ``y_index``: ``y`` as indices into ``classes_`` (classifiers), to fit the members' temperatures.
+        """
         params, routed = self._route_fit_params(checked, sample_weight, fit_params)
         if routed is not None:
             final_params = routed["final_estimator"]["fit"]
@@ -77,6 +81,8 @@ class _BaseStack(_BaseEnsemble):
         outputs = self._fit_members(X, y, checked, params, outputs=True)
         self.stack_method_ = list(checked.methods)
         self._columns = [columns(est, p) for est, p in zip(self.estimators_, checked.prefit)]
+        if y_index is not None:
+            self._fit_temperatures(checked, outputs, y_index, sample_weight)
         columns = self._member_columns(outputs)
         self._n_feature_outs = [c.shape[1] for c in columns]
         final.fit(self._meta_features(X, columns), y, **final_params)
@@ -84,19 +90,29 @@ class _BaseStack(_BaseEnsemble):
         return self
 
     def _member_columns(self, outputs):
-        """Each member's meta-features, 2-D (scikit-learn's scheme)."""
+        """Each member's meta-features, 2-D (scikit-learn's scheme); probabilities temperature-scaled."""
+        temperatures = self._active_temperatures()
         columns = []
         for i, out in enumerate(outputs):
             method = self.stack_method_[i]
             if method == "predict" and self._columns[i] is not None:  # labels -> class indices
                 member_classes = np.asarray(self.estimators_[i].classes_)
                 out = self._columns[i][np.searchsorted(member_classes, np.ravel(out))]
+            if method == "predict_proba":
+                out = apply_temperature(out, temperatures[i])
             if out.ndim == 1:
                 out = out.reshape(-1, 1)
             elif method == "predict_proba" and len(getattr(self, "classes_", ())) == 2:
                 out = out[:, 1:]  # binary: the two columns are collinear
             columns.append(out.reshape(out.shape[0], -1))
         return columns
+
+    def _active_temperatures(self):
+        """``temperatures_`` of the members in ``estimators_`` (ones for regressors and older saves)."""
+        temperatures = getattr(self, "temperatures_", None)
+        if temperatures is None:
+            return np.ones(len(self.estimators_))
+        return np.array([t for t, est in zip(temperatures, self.named_estimators_.values()) if not is_drop(est)])
 
     def _meta_features(self, X, columns):
         meta = np.hstack(columns)
@@ -199,6 +215,10 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         indices into ``classes_``.
     passthrough : bool, default=False
         Also give the meta-learner ``X`` (numeric, flattened to 2-D).
+    calibrate : bool or "temperature", default=False
+        Temperature-scale each member's ``predict_proba`` outputs before the
+        meta-learner sees them, one temperature per member fitted on the
+        data the meta-learner is fitted on (see :mod:`ensemble.calibration`).
     memory : str, joblib.Memory or None, default=None
         Cache for member predictions.
     n_jobs : int, default=None
@@ -214,6 +234,9 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         Every member by name, ``"drop"`` for dropped ones.
     stack_method_ : list of str
         The method used for each member of ``estimators_``.
+    temperatures_ : ndarray of shape (n_members,)
+        Each member's temperature, in the order of ``named_estimators_``;
+        1.0 where not calibrated (and for outputs other than probabilities).
     final_estimator_ : estimator
         The fitted meta-learner. Its inputs are, per member, its
         ``stack_method_`` outputs; for binary problems, the probability of
@@ -234,6 +257,7 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         cv=5,
         stack_method="auto",
         passthrough=False,
+        calibrate=False,
         memory=None,
         n_jobs=None,
         verbose=0,
@@ -242,6 +266,7 @@ class StackClassifier(ClassifierMixin, _BaseStack):
             estimators, final_estimator, cv=cv, passthrough=passthrough, memory=memory, n_jobs=n_jobs, verbose=verbose
         )
         self.stack_method = stack_method
+        self.calibrate = calibrate
 
     def _default_final(self):
         return LogisticRegression()
@@ -285,7 +310,22 @@ class StackClassifier(ClassifierMixin, _BaseStack):
                 return None
             return np.arange(len(classes)) if prefit else present[np.asarray(est.classes_)]
 
-        return self._fit_stack(X, y_codes, checked, final, sample_weight, fit_params, columns)
+        calibrating(self.calibrate)  # checks the value before the members are fitted
+        return self._fit_stack(X, y_codes, checked, final, sample_weight, fit_params, columns, present[y_codes])
+
+    def _fit_temperatures(self, checked, outputs, y, sample_weight):
+        """``temperatures_``: one per member, fitted on its ``predict_proba`` outputs when calibrating."""
+        temperatures = np.ones(len(checked.all_names))
+        for i, out in enumerate(outputs if calibrating(self.calibrate) else []):
+            if self.stack_method_[i] != "predict_proba" or self._columns[i] is None:
+                continue
+            position = np.full(len(self.classes_), -1)
+            position[self._columns[i]] = np.arange(len(self._columns[i]))
+            known = position[y] >= 0  # classes the member never predicts: a loss no temperature changes
+            sw = None if sample_weight is None else sample_weight[known]
+            t = fit_temperature(out[known], position[y][known], sample_weight=sw)
+            temperatures[checked.all_names.index(checked.names[i])] = t
+        self.temperatures_ = temperatures
 
     def _member_classes(self, i):
         """Label of each output column of member ``estimators_[i]``."""

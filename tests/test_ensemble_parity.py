@@ -576,11 +576,12 @@ def test_fitted_state_is_plain(iris):
         blend = BlendClassifier([("lr", "drop"), *classifiers()[1:]], method="slsqp", cv=3).fit(X, y)
         stack = StackClassifier([("svc", LinearSVC()), ("nb", GaussianNB())], cv=3).fit(X, y)
     assert sorted(k for k in vars(blend) if k.endswith("_") or k.startswith("_")) == [
-        "_columns", "classes_", "estimators_", "n_features_in_", "named_estimators_", "weights_",
+        "_columns", "blend_temperature_", "classes_", "estimators_", "n_features_in_", "named_estimators_",
+        "temperatures_", "weights_",
     ]
     assert sorted(k for k in vars(stack) if k.endswith("_") or k.startswith("_")) == [
         "_columns", "_final_columns", "_n_feature_outs", "classes_", "estimators_", "final_estimator_",
-        "n_features_in_", "named_estimators_", "stack_method_",
+        "n_features_in_", "named_estimators_", "stack_method_", "temperatures_",
     ]
     assert all(isinstance(c, np.ndarray) and c.dtype.kind == "i" for c in blend._columns + stack._columns)
     assert stack._n_feature_outs == [3, 3]
