@@ -30,6 +30,13 @@ def study_of(library, name="mnist_mlp"):
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(library / STORAGE_FILE))))
 
 
+def first_draw(space, seed):
+    """The values a fresh TPE sampler seeded with ``seed`` draws first from ``space``."""
+    trial = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)).ask()
+    suggest(trial, space)
+    return trial.params
+
+
 def run_zoo(*args, check=True, **kwargs):
     proc = subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, timeout=600, check=False, **kwargs)
     if check:
@@ -56,13 +63,10 @@ def test_three_trial_search_records_every_trial_in_the_study_and_the_library(sea
     assert summary["best"]["entry"] == f"mnist_mlp_t{best.number:04d}" and summary["metric"] == "accuracy"
     assert all(t.user_attrs["host"] == socket.gethostname() and t.user_attrs["pid"] != os.getpid() for t in trials)
 
-    # the sampler is seeded: the first trial is what TPE seeded with 0 (seed + worker index 0) draws first
-    reference = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    # the sampler is seeded with seed + the trial's number: TPE's random start-up draws
     space = resolve("mlp")
     space["epochs"] = 1
-    first = reference.ask()
-    suggest(first, space)
-    assert first.params == trials[0].params
+    assert [t.params for t in trials] == [first_draw(space, seed=0 + t.number) for t in trials]
 
     registry = Registry(library)
     assert registry.format_version == 2
@@ -149,6 +153,7 @@ def test_two_worker_processes_complete_exactly_the_requested_distinct_trials(tmp
     assert len(complete) == 4 and summary["trials"]["complete"] == 4
     assert all(t.state == TrialState.FAIL and t.user_attrs.get("surplus") for t in others)  # asked at once near the end
     assert len({t.params["learning_rate"] for t in complete}) == 4
+    assert all(t.params == first_draw(resolve("mlp", LR_ONLY), seed=3 + t.number) for t in complete)  # never the same seed
     assert {t.user_attrs["worker"] for t in complete} == {0, 1} and len({t.user_attrs["pid"] for t in complete}) >= 2
     assert sorted(zoo.list_models(registry=library)) == [f"mnist_mlp_t{t.number:04d}" for t in complete]  # written concurrently
 

@@ -297,7 +297,7 @@ def build_parser():
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (running ones finish)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="smoke run: the first N training examples plus an early-stopping slice")
     p.add_argument("--epochs", type=positive_int, metavar="E", help="fix the maximum number of epochs (no longer searched)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, plus each worker's index (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, plus each trial's number (default: 0)")
     p.add_argument("--space", metavar="FILE.yaml", help="search space laid over the builder's default (see zoo.search_spaces)")
     p.add_argument("--metric", choices=["accuracy", "log_loss"], default="accuracy", help="objective on the early-stopping slice (default: accuracy)")
     p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")

@@ -13,11 +13,13 @@
   ``log_loss`` (minimised), measured after restoring the best epoch. Every
   trial keeps the starting point's seed, so every trial is scored on the
   same slice. The validation split stays untouched for fitting ensembles.
-- Sampler: Optuna's TPE, seeded per worker process with ``seed + index +
-  workers * trials already in the study`` (``seed + index`` for the first
-  processes), so workers, recycled processes and resumed runs do not repeat
-  each other's random start-up trials; with Optuna's constant liar, running
-  trials repel new ones.
+- Sampler: Optuna's TPE, seeded with ``seed`` plus the trial's number. When K
+  workers start together their first trials are numbers 0 to K-1, so worker
+  ``i`` samples with ``seed + i``; and as the number is unique in the study,
+  no two workers, recycled processes, resumed runs or other commands sharing
+  the study ever repeat a random start-up trial (a per-worker ``seed + index``
+  would, for two commands started together). With Optuna's constant liar,
+  running trials repel new ones.
 - Pruner: ``MedianPruner(n_startup_trials=4, n_warmup_steps=2)``, fed the
   slice metric after every epoch by a Keras callback. With a handful of
   trials of many minutes each, bracketed pruners (Hyperband, successive
@@ -118,7 +120,8 @@ def search(
         An Optuna storage URL (``sqlite:///study.db``,
         ``postgresql://user@host/db``); default: the journal file in ``library``.
     seed : int, default=0
-        Seeds the TPE sampler (plus the worker's index).
+        Seeds the TPE sampler, plus each trial's number (unique in the study:
+        workers never repeat each other's random start-up trials).
     timeout : float, optional
         Seconds after which no trial starts (running ones finish).
     subset : int, optional
@@ -588,7 +591,6 @@ def _worker(config: dict, index: int, queue) -> None:
         _start_tensorflow(config["workers"])
         storage = _open_storage(config["storage"])
         study = optuna.load_study(study_name=config["study"], storage=storage, pruner=config["pruner"])
-        study.sampler = optuna.samplers.TPESampler(seed=config["seed"] + index + config["workers"] * len(study.get_trials(deepcopy=False)))
         X, y = _load_data(config)
         for _ in range(config["trials_per_process"]):
             if config["deadline"] is not None and time.time() >= config["deadline"]:
@@ -596,6 +598,10 @@ def _worker(config: dict, index: int, queue) -> None:
             if len(_counted(study)) >= config["n_trials"]:
                 return
             trial = study.ask()
+            # TPE draws the trial's values when the objective asks for them, with the sampler the study
+            # has then: seeded with seed + the trial's number, unique in the study, so no two workers
+            # (of this run, a recycled process or another command on the same study) repeat a draw
+            study.sampler = optuna.samplers.TPESampler(seed=config["seed"] + trial.number)
             for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "worker": index}.items():
                 trial.set_user_attr(key, value)
             if _surplus(study, trial.number, config["n_trials"]):
