@@ -158,6 +158,7 @@ def search(
     """
     import optuna
 
+    from zoo import datasets
     from zoo.search_spaces import resolve
 
     started = time.perf_counter()
@@ -208,8 +209,12 @@ def search(
         storage_spec = ("journal", str(library / STORAGE_FILE))
         opened = _open_storage(storage_spec)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name, storage=opened, direction=METRICS[metric], load_if_exists=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        study = optuna.create_study(study_name=study_name, storage=opened, direction=METRICS[metric], load_if_exists=True)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     _check_study(study, {"builder": builder, "dataset": dataset, "data_sha256": data_info and data_info["sha256"], "subset": subset, "metric": metric})
     _reap(study, registry)
 
@@ -227,7 +232,8 @@ def search(
         "workers": workers,
         "trials_per_process": trials_per_process,
         "dataset": dataset,
-        "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().absolute()),
+        "data_dir": str(datasets.resolve_data_dir(data_dir).absolute()),  # workers get absolute paths
+        "cache_dir": str(datasets.cache_dir().absolute()),
         "data_path": None if data is None else str(Path(data).expanduser().absolute()),
         "arrays": arrays if data is None else None,
         "data_info": data_info,
@@ -588,6 +594,7 @@ def _worker(config: dict, index: int, queue) -> None:
 
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        os.environ["ZOO_CACHE_DIR"] = config["cache_dir"]
         _start_tensorflow(config["workers"])
         storage = _open_storage(config["storage"])
         study = optuna.load_study(study_name=config["study"], storage=storage, pruner=config["pruner"])
@@ -598,12 +605,12 @@ def _worker(config: dict, index: int, queue) -> None:
             if len(_counted(study)) >= config["n_trials"]:
                 return
             trial = study.ask()
+            for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "worker": index}.items():
+                trial.set_user_attr(key, value)  # who runs it: _reap fails it if this process dies
             # TPE draws the trial's values when the objective asks for them, with the sampler the study
             # has then: seeded with seed + the trial's number, unique in the study, so no two workers
             # (of this run, a recycled process or another command on the same study) repeat a draw
             study.sampler = optuna.samplers.TPESampler(seed=config["seed"] + trial.number)
-            for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "worker": index}.items():
-                trial.set_user_attr(key, value)
             if _surplus(study, trial.number, config["n_trials"]):
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
