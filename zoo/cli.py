@@ -366,7 +366,7 @@ def _cmd_search(args):
     if best is not None:
         text += (f"\nbest: trial {best['trial']}, early-stopping {s['metric']} {best['value']:.4f}: {best['entry']}"
                  f" (zoo info {best['entry']} --library {args.library})\n")
-        text += table(["hyperparameter", "value"], [[k, v if isinstance(v, (int, float)) else str(v)] for k, v in best["params"].items()])
+        text += table(["hyperparameter", "value"], [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in best["params"].items()])
     return Output(s, text)
 
 
