@@ -1,11 +1,16 @@
-"""``ensemble`` command line: fit blend weights or a stack on validation data, evaluate, inspect diversity.
+"""``ensemble`` command line: fit blend weights, select from a model library or fit a stack on validation
+data; evaluate; inspect diversity.
 
 Members are zoo model names or model files: scikit-learn estimators or
 pipelines saved with ``skops`` (``.skops``, loaded with an allow-list of
 trusted types), Keras models (``.keras``, loaded in safe mode), XGBoost model
 files (``.json``/``.ubj``; images are flattened) and, only with
 ``--allow-pickle``, joblib/pickle files (``.joblib``/``.pkl``: loading them
-runs code from the file). ``fit-weights`` and ``stack`` write a saved-ensemble
+runs code from the file). ``select`` runs Caruana's ensemble selection over
+the models of a library written by ``zoo search`` (``LIB/registry.yaml``,
+each model loaded with ``zoo.load(name, registry=LIB)``, sha256-checked) and
+any further members, and saves the members it selects with their weights.
+``fit-weights``, ``select`` and ``stack`` write a saved-ensemble
 folder (see :mod:`ensemble.persistence`), which ``evaluate`` reads back;
 ``convert`` turns the ``weights.json`` files and ``stack/`` folders of
 version 0.1 into that format. Member predictions are cached (``--cache``,
@@ -15,6 +20,7 @@ not re-run the members.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -23,7 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._cli import Output, UsageError, escape, load_npz, make_parser, run, table
+from zoo._cli import (
+    Output,
+    UsageError,
+    escape,
+    load_npz,
+    make_parser,
+    positive_int,
+    run,
+    table,
+)
 
 _LEGACY_WEIGHTS, _LEGACY_STACK = "ensemble-blend-weights", "ensemble-stack"
 _LEGACY_STACK_FILE = "stack.json"
@@ -136,14 +151,50 @@ def _xgboost_file(path: Path):
     return make_pipeline(Flatten(), model)
 
 
-def _load_members(specs: list[str], args) -> list[_Member]:
-    members = [_load_member(s, args) for s in specs]
+def _load_members(specs: list[str], args, library: list[_Member] = ()) -> list[_Member]:
+    members = [*library, *(_load_member(s, args) for s in specs)]
     names = [m.name for m in members]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UsageError(f"members named more than once: {', '.join(duplicates)}")
     _check_datasets(members, args.dataset)
     return members
+
+
+def _library_members(args) -> list[_Member]:
+    """The models of the library ``args.library`` (those of ``args.dataset`` if given), sha256-checked on load."""
+    import zoo
+    from ensemble import KerasMember
+
+    folder = Path(args.library)
+    if not (folder / "registry.yaml").is_file():
+        raise UsageError(f"--library {args.library}: not a model library (a folder holding registry.yaml, as `zoo search` writes)")
+    library = zoo.Registry(folder)
+    names = library.names()
+    if args.dataset:
+        names = [n for n in names if library.entry(n).get("dataset") == args.dataset]
+    if not names:
+        which = f" for {args.dataset}" if args.dataset else ""
+        raise UsageError(f"--library {args.library} holds no models{which}")
+    members = []
+    for name in names:
+        entry = library.entry(name)
+        model = zoo.load(name, registry=library)  # checks the weights' sha256
+        member = KerasMember(model, classes=_entry_classes(entry))
+        members.append(_Member(name, "library", name, entry["weights"]["sha256"], member, entry.get("dataset")))
+    return members
+
+
+def _entry_classes(entry: dict) -> np.ndarray:
+    """A registry entry's classes as labels of the data: indices of a dataset's class names, else as recorded."""
+    classes = entry["classes"]
+    if entry.get("dataset"):
+        from zoo.datasets import class_names
+
+        names = class_names(entry["dataset"])
+        if all(c in names for c in classes):
+            return np.array([names.index(c) for c in classes])
+    return np.asarray(classes)
 
 
 def _check_datasets(members: list[_Member], dataset: str | None) -> None:
@@ -236,10 +287,12 @@ def _check_classes(members: list[_Member], y) -> None:
 
 
 def _fit_and_save(args, kind: str):
+    """Fit a blend (``fit-weights``), a selection (``select``) or a stack on the data; save it to ``args.out``."""
     import ensemble
 
     X, y, where = _load_data(args, args.split)
-    members = _load_members(args.members, args)
+    library = _library_members(args) if kind == "select" else []
+    members = _load_members(args.members, args, library)
     _check_classes(members, y)
     _check_out(args.out)
     memory = _memory(args)
@@ -247,30 +300,49 @@ def _fit_and_save(args, kind: str):
     probas = _member_probabilities(names, [m.estimator for m in members], X, memory, args.quiet)
     named = [(m.name, m.estimator) for m in members]
     if kind == "blend":
-        model = ensemble.BlendClassifier(named, method=args.method, memory=memory, random_state=args.seed)
+        model = ensemble.BlendClassifier(named, method=args.method, calibrate=args.calibrate, memory=memory, random_state=args.seed)
         label = f"{args.method} blend"
+    elif kind == "select":
+        model = ensemble.BlendClassifier(
+            named, method="caruana", scoring=None if args.scoring == "log_loss" else args.scoring, ensemble_size=args.ensemble_size,
+            n_init=args.init, n_bags=args.bags, bag_fraction=args.bag_fraction, n_best=args.prune, calibrate=args.calibrate,
+            memory=memory, random_state=args.seed,
+        )
+        label = "caruana selection"
     else:
         model = ensemble.StackClassifier(named, final_estimator=_meta_learner(args.meta, args.seed), memory=memory)
         label = f"stack ({args.meta})"
     model.fit(X, y)
     _, y_index = _classes_and_index(model, y)
     rows = [{**m.record(), "validation": _scores(y_index, p)} for m, p in zip(members, probas)]
-    if kind == "blend":
-        for row, w in zip(rows, model.weights_):
+    if kind != "stack":
+        for row, w, t in zip(rows, model.weights_, model.temperatures_):
             row["weight"] = float(w)
+            row["temperature"] = float(t)
+    if kind == "select":  # save the selected members only, with the weights found: the others are not needed
+        chosen = [i for i, w in enumerate(model.weights_) if w > 0]
+        model = ensemble.BlendClassifier([named[i] for i in chosen], weights=model.weights_[chosen], calibrate=args.calibrate,
+                                         memory=memory).fit(X, y)
     ensemble_scores = _scores(y_index, model.predict_proba(X))
     metadata = {"command": f"ensemble {args.command}", "label": label, "fitted_on": where, "members": rows,
                 "ensemble": {"validation": ensemble_scores}}
-    if kind == "blend":
-        metadata["method"] = args.method
-        metadata["metric"] = {"slsqp": "log_loss", "caruana": "log_loss", "nnls": "squared error on one-hot targets"}.get(args.method)
+    if kind != "stack":
+        metadata["method"] = "caruana" if kind == "select" else args.method
+        metric = args.scoring if kind == "select" else "log_loss"
+        metadata["metric"] = {"slsqp": metric, "caruana": metric, "nnls": "squared error on one-hot targets"}.get(metadata["method"])
+        metadata["calibrate"] = bool(args.calibrate)
+        metadata["blend_temperature"] = float(model.blend_temperature_)
     else:
         metadata["meta_learner"] = args.meta
+    if kind == "select":
+        metadata["selection"] = {"library": str(Path(args.library).resolve()), "candidates": len(members), "selected": len(model.estimators_),
+                                 "ensemble_size": args.ensemble_size, "init": args.init, "bags": args.bags,
+                                 "bag_fraction": args.bag_fraction, "prune": args.prune, "scoring": args.scoring}
     model.set_params(memory=None)  # the cache is a setting of this machine, not part of the model
     ensemble.save(model, args.out, metadata=metadata)
-    print(f"{'weights' if kind == 'blend' else 'stack'} written to {escape(str(args.out))}", file=sys.stderr)
+    print(f"{'stack' if kind == 'stack' else 'weights'} written to {args.out}", file=sys.stderr)
     data = {**metadata, "out": str(args.out)}
-    return _report(rows, ensemble_scores, "validation", label, weights=kind == "blend", data=data)
+    return _report(rows, ensemble_scores, "validation", label, weights=kind != "stack", data=data)
 
 
 def _check_out(out: str) -> None:
@@ -297,6 +369,10 @@ def _cmd_fit_weights(args):
 
 def _cmd_stack(args):
     return _fit_and_save(args, "stack")
+
+
+def _cmd_select(args):
+    return _fit_and_save(args, "select")
 
 
 def _meta_learner(name: str, seed: int):
@@ -336,13 +412,13 @@ def _cmd_evaluate(args):
     if not args.data and not args.dataset:
         args.dataset = fitted_on.get("dataset")
     names = list(model.named_estimators_)
+    used = [(n, est) for n, est in model.named_estimators_.items() if not isinstance(est, str)]  # "drop" left out
     datasets = _member_datasets(model)
-    _check_datasets([_Member(n, "", "", "", None, d) for n, d in zip(names, datasets)], args.dataset)
+    _check_datasets([_Member(n, "", "", "", None, d) for (n, _), d in zip(used, datasets)], args.dataset)
     X, y, where = _load_data(args, args.split)
     if where["sha256"] == fitted_on.get("sha256"):
         print("note: these are the data the ensemble was fitted on; its scores here are optimistic", file=sys.stderr)
     memory = _memory(args)
-    used = [(n, est) for n, est in zip(names, model.estimators_) if not isinstance(est, str)]
     probas = _member_probabilities([n for n, _ in used], [e for _, e in used], X, memory, args.quiet)
     model.set_params(memory=memory)
     _, y_index = _classes_and_index(model, y)
@@ -381,7 +457,7 @@ def _member_datasets(model) -> list[str | None]:
     out = []
     for est in model.estimators_:
         origin = provenance(est.model) if isinstance(est, KerasMember) else None  # trained further or not: same dataset
-        out.append(origin["entry"]["dataset"] if origin else None)
+        out.append(origin["entry"].get("dataset") if origin else None)
     return out
 
 
@@ -536,6 +612,18 @@ def _plot_diversity(report, path: str) -> None:
 # --------------------------------------------------------------------------- parser
 
 
+def _fraction(text: str) -> float:
+    """``argparse`` type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+
 def build_parser():
     parser, sub, common = make_parser("ensemble", "Blend and stack zoo models and saved scikit-learn/XGBoost models.")
 
@@ -559,9 +647,27 @@ def build_parser():
     p = sub.add_parser("fit-weights", parents=[common], help="fit blend weights on validation data; save the blend to a folder")
     member_args(p)
     p.add_argument("--method", choices=["mean", "slsqp", "nnls", "caruana"], default="slsqp")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
+                   help="temperature-scale each member, then the blend, on the same data (default: off)")
     p.add_argument("--out", required=True, metavar="DIR", help="saved-ensemble folder to write (replaced atomically)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_fit_weights)
+
+    p = sub.add_parser("select", parents=[common], help="Caruana's ensemble selection from a model library on validation data; save the blend")
+    p.add_argument("--library", required=True, metavar="LIB", help="model library folder (LIB/registry.yaml, as `zoo search` writes)")
+    p.add_argument("--members", nargs="+", default=[], metavar="M", help="more candidates: zoo names or model files")
+    trust_args(p)
+    p.add_argument("--ensemble-size", type=positive_int, default=50, metavar="N", help="selections, with replacement (default: 50)")
+    p.add_argument("--init", type=positive_int, default=1, metavar="N", help="sorted initialisation: start from the N best (default: 1)")
+    p.add_argument("--bags", type=positive_int, default=1, metavar="B", help="bagged selection: average B selections (default: 1)")
+    p.add_argument("--bag-fraction", type=_fraction, default=0.5, metavar="F", help="fraction of the candidates in each bag (default: 0.5)")
+    p.add_argument("--prune", type=positive_int, metavar="K", help="library pruning: only the K candidates best alone (default: all)")
+    p.add_argument("--scoring", choices=["log_loss", "accuracy"], default="log_loss", help="what the selection optimises (default: log_loss)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="temperature-scale each candidate before selecting, then the blend (default: on)")
+    p.add_argument("--out", required=True, metavar="DIR", help="saved-ensemble folder to write (replaced atomically)")
+    data_args(p, "validation")
+    p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("stack", parents=[common], help="fit a stacking meta-learner on validation data; save the stack to a folder")
     member_args(p)
