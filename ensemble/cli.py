@@ -291,10 +291,10 @@ def _fit_and_save(args, kind: str):
     import ensemble
 
     X, y, where = _load_data(args, args.split)
+    _check_out(args.out)
     library = _library_members(args) if kind == "select" else []
     members = _load_members(args.members, args, library)
     _check_classes(members, y)
-    _check_out(args.out)
     memory = _memory(args)
     names = [m.name for m in members]
     probas = _member_probabilities(names, [m.estimator for m in members], X, memory, args.quiet)

@@ -207,6 +207,17 @@ def test_errors(digits):
             BlendClassifier(members(fitted), method="caruana", n_best=n_best).fit(Xv, yv)
 
 
+def test_to_keras_refuses_temperatures(digits):
+    import keras
+
+    _, (Xv, yv), _ = digits
+    inputs = keras.Input((64,))
+    models = [keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs)) for _ in range(2)]
+    assert BlendClassifier(models, method="slsqp").fit(Xv, yv).to_keras() is not None
+    with pytest.raises(ValueError, match="to_keras\\(\\) does not apply temperatures"):
+        BlendClassifier(models, method="slsqp", calibrate=True).fit(Xv, yv).to_keras()
+
+
 def test_caruana_library_pruning(digits):
     fitted, (Xv, yv), _ = digits
     P = np.stack([est.predict_proba(Xv) for est in fitted.values()])
