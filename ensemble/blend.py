@@ -236,8 +236,9 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         Folds for out-of-fold predictions of unfitted members (learned
         weights); ``"prefit"`` uses every member as it is (fitted).
     memory : str, joblib.Memory or None, default=None
-        Cache for member predictions, keyed by member fingerprint and
-        ``joblib.hash(X)``.
+        Folder caching member predictions (a ``joblib.Memory`` gives its
+        location): sha256-verified ``.npy`` files keyed by member fingerprint,
+        method and ``joblib.hash(X)``, never unpickled.
     n_jobs : int, default=None
         Parallel member fits (processes) and predictions (threads).
     random_state : int, RandomState instance or None, default=None

@@ -64,7 +64,7 @@ def diversity(estimators, X, y, *, memory=None, n_jobs=None):
     y : array-like of shape (n_samples,)
         True labels.
     memory : str, joblib.Memory or None, default=None
-        Cache for member predictions.
+        Folder caching member predictions as sha256-verified ``.npy`` files.
     n_jobs : int, default=None
         Members predicting in parallel (threads).
 

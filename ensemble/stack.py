@@ -220,7 +220,8 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         meta-learner sees them, one temperature per member fitted on the
         data the meta-learner is fitted on (see :mod:`ensemble.calibration`).
     memory : str, joblib.Memory or None, default=None
-        Cache for member predictions.
+        Folder caching member predictions as sha256-verified ``.npy`` files
+        (see :class:`BlendClassifier`).
     n_jobs : int, default=None
         Parallel member fits (processes) and predictions (threads).
     verbose : int, default=0
