@@ -36,6 +36,7 @@ _PREFIX = "builder__"
 _FROM_DATA = ("input_shape", "num_classes", "vocabulary")  # builder arguments set by fit, never by the user
 _VECTORIZER_PARAMS = ("max_tokens", "sequence_length", "ngrams")
 _MONITORS = ("val_loss", "val_accuracy")
+_SCHEDULES = ("plateau", "cosine")
 _PREDICT_BATCH = 256
 
 
@@ -56,6 +57,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     learning_rate : float, default=1e-3
     optimizer_options : dict, default=None
         Further optimizer arguments, e.g. ``{"weight_decay": 1e-4}``.
+    lr_schedule : {"plateau", "cosine"}, default="plateau"
+        ``"plateau"``: ``ReduceLROnPlateau`` (``lr_factor``, ``lr_patience``,
+        ``min_lr``) on the slice's loss. ``"cosine"``: a linear warmup from 0
+        over the first epoch (at most a tenth of the steps), then
+        ``CosineDecay`` from ``learning_rate`` to 0 at the last step of
+        ``epochs``; no ``ReduceLROnPlateau`` (it cannot change a scheduled
+        rate), early stopping unchanged.
     early_stopping_size : int, float or None, default=0.1
         Size of the early-stopping slice carved out of the fit data: a count,
         or a fraction of the examples. It is stratified when every class has
@@ -68,7 +76,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     patience : int, default=4
         Early-stopping patience, in epochs.
     lr_factor, lr_patience, min_lr : float, int, float, default=0.5, 2, 1e-5
-        ``ReduceLROnPlateau`` on the slice's loss.
+        ``ReduceLROnPlateau`` on the slice's loss (``lr_schedule="plateau"``).
+    label_smoothing : float in [0, 1), default=0.0
+        Train on a label-smoothed cross-entropy (targets ``1 - s + s / k``
+        and ``s / k`` for ``k`` classes; ``k = 2`` for sigmoid text models).
+        The slice's ``val_loss`` is smoothed too; ``early_stopping_scores_``
+        and ``score`` use the true labels. Smoothed models are
+        under-confident: calibrate them before blending on log loss.
     precision : str, default="float32"
         Keras dtype policy while training (e.g. ``"mixed_bfloat16"``);
         ``model_`` always computes in float32.
@@ -97,7 +111,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         Sorted class labels; ``predict_proba``'s columns follow them.
     model_ : keras.Model
         The trained model: raw inputs in, class probabilities out (a single
-        sigmoid unit for two-class text models).
+        sigmoid unit for two-class text models). Its loss takes integer
+        labels, also after training with ``label_smoothing`` (then it is
+        recompiled, without the optimizer's state).
     history_ : dict of lists
         Per-epoch training and slice metrics (``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy``, ``learning_rate``).
@@ -132,12 +148,14 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         optimizer="adam",
         learning_rate=1e-3,
         optimizer_options=None,
+        lr_schedule="plateau",
         early_stopping_size=0.1,
         monitor="val_loss",
         patience=4,
         lr_factor=0.5,
         lr_patience=2,
         min_lr=1e-5,
+        label_smoothing=0.0,
         precision="float32",
         random_state=0,
         log_dir=None,
@@ -150,12 +168,14 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.optimizer_options = optimizer_options
+        self.lr_schedule = lr_schedule
         self.early_stopping_size = early_stopping_size
         self.monitor = monitor
         self.patience = patience
         self.lr_factor = lr_factor
         self.lr_patience = lr_patience
         self.min_lr = min_lr
+        self.label_smoothing = label_smoothing
         self.precision = precision
         self.random_state = random_state
         self.log_dir = log_dir
@@ -258,12 +278,16 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             for layer in model.layers:
                 if isinstance(layer, keras.layers.Normalization):
                     layer.adapt(X_fit)
-            compile_model(model, {"optimizer": optimizer}, text=model.output_shape[-1] == 1)
+            text = model.output_shape[-1] == 1
+            schedule = _cosine(self.learning_rate, math.ceil(len(fit_idx) / self.batch_size), self.epochs) if self.lr_schedule == "cosine" else None
+            rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
+            compile_model(model, {"optimizer": {**optimizer, **rate}}, text=text, label_smoothing=self.label_smoothing)
             builtin = self._callbacks(validation is not None)
+            one_hot = self.label_smoothing and not text  # CategoricalCrossentropy smooths one-hot targets only
             history = model.fit(
                 X_fit,
-                y_fit,
-                validation_data=validation,
+                _one_hot(y_fit, len(classes)) if one_hot else y_fit,
+                validation_data=(validation[0], _one_hot(validation[1], len(classes))) if one_hot and validation else validation,
                 epochs=self.epochs,
                 batch_size=self.batch_size,
                 callbacks=builtin + list(callbacks or []),
@@ -274,7 +298,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if model.compute_dtype != "float32":  # evaluate, save and predict in float32
             trained, model = model, build_model(self.builder, params, vocabulary=vocabulary)
             _set_weights(model, trained.get_weights())
-            compile_model(model, {"optimizer": optimizer}, text=model.output_shape[-1] == 1)
+            compile_model(model, {"optimizer": optimizer}, text=text)
+        elif self.label_smoothing:  # model_ takes integer labels, as unpickled and zoo.load-ed models do
+            compile_model(model, {"optimizer": optimizer}, text=text)
 
         early_stopping = next((c for c in builtin if isinstance(c, keras.callbacks.EarlyStopping)), None)
         self.classes_ = classes
@@ -285,7 +311,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if validation is not None:
             self.early_stopping_scores_ = scores(validation[1], predict_proba(model, validation[0], batch_size=_PREDICT_BATCH))
         self.vocabulary_ = vocabulary
-        self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer)}
+        self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer, schedule)}
         return self
 
     def _check_params(self) -> None:
@@ -299,6 +325,11 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"monitor must be one of {_MONITORS}, got {self.monitor!r}")
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if self.lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {self.lr_schedule!r}")
+        smoothing = self.label_smoothing
+        if not (isinstance(smoothing, numbers.Real) and not isinstance(smoothing, bool) and 0 <= smoothing < 1):
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got {smoothing!r}")
         size = self.early_stopping_size
         valid = size is None or (isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1) or (isinstance(size, numbers.Real) and 0 < size < 1)
         if not valid:
@@ -373,34 +404,41 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             callbacks.append(cb.ModelCheckpoint(str(log_dir / "best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True))
-        loss = "val_loss" if has_slice else "loss"
-        callbacks.append(cb.ReduceLROnPlateau(monitor=loss, factor=self.lr_factor, patience=self.lr_patience, min_lr=self.min_lr))
+        if self.lr_schedule == "plateau":
+            loss = "val_loss" if has_slice else "loss"
+            callbacks.append(cb.ReduceLROnPlateau(monitor=loss, factor=self.lr_factor, patience=self.lr_patience, min_lr=self.min_lr))
+        else:
+            callbacks.append(_learning_rate_logger())
         if log_dir is not None:
             callbacks.append(cb.CSVLogger(str(log_dir / "training.csv")))
             callbacks.append(cb.TensorBoard(str(log_dir / "tensorboard"), histogram_freq=1))
         return callbacks
 
-    def _recipe(self, seed: int, es_size: int, optimizer: dict) -> dict:
-        """The settings of this fit in the registry's recipe format."""
+    def _recipe(self, seed: int, es_size: int, optimizer: dict, schedule: dict | None) -> dict:
+        """The settings of this fit in the registry's recipe format (defaults of the newer settings left out)."""
         monitor = self.monitor if es_size else self.monitor.removeprefix("val_")
         callbacks = {}
         if es_size:
             callbacks["early_stopping"] = {"monitor": monitor, "patience": self.patience, "restore_best_weights": True}
         callbacks["model_checkpoint"] = {"monitor": monitor, "save_best_only": True, "save_weights_only": True}
-        callbacks["reduce_lr_on_plateau"] = {"monitor": "val_loss" if es_size else "loss", "factor": self.lr_factor, "patience": self.lr_patience, "min_lr": self.min_lr}
+        if schedule is None:
+            callbacks["reduce_lr_on_plateau"] = {"monitor": "val_loss" if es_size else "loss", "factor": self.lr_factor, "patience": self.lr_patience, "min_lr": self.min_lr}
         callbacks["csv_logger"] = {"filename": "training.csv"}
         callbacks["tensorboard"] = {"histogram_freq": 1}
-        return _plain(
-            {
-                "precision": self.precision,
-                "epochs": self.epochs,
-                "batch_size": self.batch_size,
-                "optimizer": optimizer,
-                "early_stopping_size": es_size,
-                "callbacks": callbacks,
-                "seed": seed,
-            }
-        )
+        recipe = {
+            "precision": self.precision,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": optimizer,
+            "early_stopping_size": es_size,
+            "callbacks": callbacks,
+            "seed": seed,
+        }
+        if schedule is not None:
+            recipe["lr_schedule"] = {"name": "cosine", **{k: v for k, v in schedule.items() if k.endswith("_steps")}}
+        if self.label_smoothing:
+            recipe["label_smoothing"] = self.label_smoothing
+        return _plain(recipe)
 
     # ------------------------------------------------------------------ predicting
 
@@ -500,6 +538,31 @@ def _adapt_vocabulary(builder: str, params: dict, texts: np.ndarray) -> list[str
     return [str(t) for t in layer.get_vocabulary(include_special_tokens=False)]
 
 
+def _cosine(learning_rate: float, steps_per_epoch: int, epochs: int) -> dict:
+    """``CosineDecay`` arguments: a linear warmup from 0 over the first epoch (at most a tenth of
+    the steps), then a cosine decay from ``learning_rate`` to 0 at the last step."""
+    steps = steps_per_epoch * epochs
+    warmup = min(steps_per_epoch, steps // 10)
+    return {"initial_learning_rate": 0.0, "decay_steps": max(steps - warmup, 1), "alpha": 0.0,
+            "warmup_target": float(learning_rate), "warmup_steps": warmup}
+
+
+def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    return np.eye(k, dtype=np.float32)[y]
+
+
+def _learning_rate_logger():
+    """A callback writing the optimizer's current rate into the epoch's logs (``history_["learning_rate"]``)."""
+    import keras
+
+    class LearningRateLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return LearningRateLogger()
+
+
 def _set_weights(model, weights) -> None:
     """``model.set_weights`` plus what ``load_weights`` also does: refresh adapted Normalization layers."""
     model.set_weights(weights)
@@ -527,6 +590,7 @@ def _params_from_recipe(recipe: dict) -> dict:
     if early is not None:
         params.update(monitor=early.get("monitor", "val_loss"), patience=early.get("patience", 4))
     params.update(lr_factor=plateau.get("factor", 0.5), lr_patience=plateau.get("patience", 2), min_lr=plateau.get("min_lr", 1e-5))
+    params.update(lr_schedule=recipe.get("lr_schedule", {}).get("name", "plateau"), label_smoothing=recipe.get("label_smoothing", 0.0))
     return params
 
 

@@ -60,14 +60,23 @@ def build_model(builder: str, params: dict, recipe: dict | None = None, vocabula
     return model
 
 
-def compile_model(model, recipe: dict, text: bool) -> None:
-    """Compile with the recipe's optimizer, the task's loss and accuracy."""
+def compile_model(model, recipe: dict, text: bool, *, label_smoothing: float = 0.0) -> None:
+    """Compile with the recipe's optimizer, the task's loss and accuracy.
+
+    The loss takes integer labels (0/1 for a sigmoid ``text`` model). With
+    ``label_smoothing`` > 0 it is label-smoothed: a multi-class model then
+    takes one-hot targets (``CategoricalCrossentropy``), a sigmoid one 0/1.
+    """
     import keras
 
     opt = dict(recipe["optimizer"])  # {"name": ..., then keyword arguments such as learning_rate, clipnorm}
+    loss = "binary_crossentropy" if text else "sparse_categorical_crossentropy"
+    if label_smoothing:
+        losses = keras.losses
+        loss = (losses.BinaryCrossentropy if text else losses.CategoricalCrossentropy)(label_smoothing=label_smoothing)
     model.compile(
         optimizer=keras.optimizers.get({"class_name": opt.pop("name"), "config": opt}),
-        loss="binary_crossentropy" if text else "sparse_categorical_crossentropy",
+        loss=loss,
         metrics=["accuracy"],
     )
 

@@ -4,7 +4,8 @@ A space maps a hyperparameter to what the search may pick for it. The name is
 either one of the builder's hyperparameters (``dropout``, ``filters``,
 ``augment``, ``ngrams``... see ``zoo.architectures``) or one of
 :class:`zoo.ZooClassifier`'s training settings (``learning_rate``,
-``batch_size``, ``epochs``, ``optimizer``, ``patience``...). The value is
+``batch_size``, ``epochs``, ``optimizer``, ``lr_schedule``,
+``label_smoothing``, ``patience``...). The value is
 
 - ``{"low": a, "high": b}``: a number in ``[a, b]``; integers when both are
   integers; ``"log": True`` samples on a log scale, ``"step": s`` on a grid;
@@ -21,6 +22,8 @@ empty space instead. In YAML (``zoo search --space FILE.yaml``)::
     learning_rate: {low: 0.0005, high: 0.002, log: true}
     dropout: 0.3        # fixed
     augment: null       # not searched: the starting point's value
+    lr_schedule: {choices: [plateau, cosine]}
+    label_smoothing: {low: 0.0, high: 0.2}
 
 The defaults are sized for the 2-core budget of the zoo's recipes (a trial of
 a convnet on Fashion-MNIST takes 10-40 minutes there): widths around the
@@ -41,7 +44,10 @@ __all__ = ["SPACES", "TRAINING_PARAMS", "resolve", "space", "suggest"]
 
 # ZooClassifier settings a space may set; early_stopping_size and random_state are
 # left out on purpose: they change the early-stopping slice the trials are compared on.
-TRAINING_PARAMS = ("epochs", "batch_size", "optimizer", "learning_rate", "optimizer_options", "monitor", "patience", "lr_factor", "lr_patience", "min_lr", "precision")
+TRAINING_PARAMS = (
+    "epochs", "batch_size", "optimizer", "learning_rate", "optimizer_options", "lr_schedule", "monitor", "patience",
+    "lr_factor", "lr_patience", "min_lr", "label_smoothing", "precision",
+)
 
 _DROPOUT = {"low": 0.0, "high": 0.5}
 _LR = {"low": 3e-4, "high": 3e-3, "log": True}
