@@ -309,3 +309,95 @@ def test_from_zoo_builds_the_entrys_architecture_and_records_its_recipe(data_dir
     assert clf.spec_ == {"builder": "bn_cnn", "params": entry["params"], "recipe": {**entry["recipe"], "epochs": 1, "early_stopping_size": 64}}
     with pytest.raises(zoo.RegistryError, match="unknown model 'fashion_mnist_vgg'"):
         ZooClassifier.from_zoo("fashion_mnist_vgg")
+
+
+# --------------------------------------------------------------------------- label smoothing and the learning-rate schedule
+
+
+def _iris_fit(**params):
+    X, y = load_iris(return_X_y=True)
+    kwargs = {**TINY, "builder__units": (16,), "epochs": 8, "early_stopping_size": 30, "patience": 20, **params}
+    return ZooClassifier(**kwargs).fit(X, y), X, y
+
+
+def test_label_smoothing_gives_under_confident_probabilities_and_true_label_slice_scores():
+    from sklearn.metrics import log_loss
+
+    from zoo.estimator import _carve
+
+    plain, X, y = _iris_fit()
+    smoothed, _, _ = _iris_fit(label_smoothing=0.3)
+    p_plain, p_smooth = plain.predict_proba(X), smoothed.predict_proba(X)
+    assert p_smooth.max(axis=1).mean() < p_plain.max(axis=1).mean() - 0.1
+    assert np.median(p_smooth.max(axis=1)) < 0.85 < np.median(p_plain.max(axis=1))  # the smoothed target of the true class: 1 - 0.3 + 0.3 / 3 = 0.8
+    assert smoothed.score(X, y) > 0.8 and smoothed.spec_["recipe"]["label_smoothing"] == 0.3
+    assert "label_smoothing" not in plain.spec_["recipe"]
+
+    # the slice's scores are measured against the true labels; Keras' val_loss is the smoothed loss
+    _, es_idx = _carve(y, 30, 0)
+    scores = smoothed.early_stopping_scores_
+    best = smoothed.best_epoch_ - 1
+    assert scores["log_loss"] == pytest.approx(log_loss(y[es_idx], smoothed.predict_proba(X[es_idx])), rel=1e-9)
+    assert scores["log_loss"] != pytest.approx(smoothed.history_["val_loss"][best], rel=0.05)
+    assert scores["accuracy"] == pytest.approx(smoothed.history_["val_accuracy"][best], abs=1e-6)  # accuracy on one-hot targets
+    # model_ takes integer labels afterwards, like an unpickled or zoo.load-ed model
+    loss, accuracy = smoothed.model_.evaluate(X, y, verbose=0)
+    assert accuracy == pytest.approx(smoothed.score(X, y), abs=1e-6)
+    assert loss == pytest.approx(log_loss(y, p_smooth), rel=1e-3)
+
+
+def test_label_smoothing_of_a_sigmoid_text_model():
+    texts = np.array(["good fun film", "bad dull film", "fun and good", "dull and bad"] * 10)
+    labels = np.array(["pos", "neg", "pos", "neg"] * 10)
+    kwargs = {"builder__max_tokens": 50, "epochs": 15, "learning_rate": 0.05, "early_stopping_size": None}
+    plain = ZooClassifier("text_bow", **kwargs).fit(texts, labels)
+    smoothed = ZooClassifier("text_bow", **kwargs, label_smoothing=0.4).fit(texts, labels)
+    assert smoothed.model_.output_shape[-1] == 1 and smoothed.score(texts, labels) == 1.0
+    assert smoothed.predict_proba(texts).max() < 0.9 < plain.predict_proba(texts).max()  # the smoothed target is 0.8
+
+
+def test_cosine_schedule_decays_the_rate_without_reduce_lr_on_plateau():
+    clf = _iris_fit(lr_schedule="cosine", epochs=4)[0]
+    rates = clf.history_["learning_rate"]
+    assert len(rates) == 4 and rates[0] > 0.5 * TINY["learning_rate"] and rates == sorted(rates, reverse=True)
+    assert float(clf.model_.optimizer.learning_rate) < 1e-3 * TINY["learning_rate"]  # ~0 after the last step
+    callbacks = clf.spec_["recipe"]["callbacks"]
+    assert "reduce_lr_on_plateau" not in callbacks and "early_stopping" in callbacks
+    assert not any(isinstance(c, keras.callbacks.ReduceLROnPlateau) for c in clf._callbacks(has_slice=True))
+    steps = 4 * int(np.ceil(120 / TINY["batch_size"]))  # 150 iris flowers minus the 30 of the slice
+    assert clf.spec_["recipe"]["lr_schedule"] == {"name": "cosine", "warmup_steps": steps // 10, "decay_steps": steps - steps // 10}
+    assert clf.spec_["recipe"]["optimizer"]["learning_rate"] == TINY["learning_rate"]  # the peak rate
+
+    plateau, _, _ = _iris_fit()
+    assert any(isinstance(c, keras.callbacks.ReduceLROnPlateau) for c in plateau._callbacks(has_slice=True))
+    assert "lr_schedule" not in plateau.spec_["recipe"] and "reduce_lr_on_plateau" in plateau.spec_["recipe"]["callbacks"]
+
+
+def test_new_settings_round_trip_through_the_spec_pickling_and_clone(tmp_path):
+    clf, X, y = _iris_fit(label_smoothing=0.1, lr_schedule="cosine", epochs=2)
+    again = ZooClassifier.from_spec(clf.spec_)
+    assert (again.label_smoothing, again.lr_schedule) == (0.1, "cosine")
+    again.fit(X, y)
+    assert again.spec_ == clf.spec_
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))  # same seed, same model
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    restored = joblib.load(tmp_path / "clf.joblib")
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    params = clone(clf).get_params()
+    assert (params["label_smoothing"], params["lr_schedule"]) == (0.1, "cosine")
+    assert ZooClassifier().set_params(label_smoothing=0.2, lr_schedule="cosine").get_params()["label_smoothing"] == 0.2
+    defaults = ZooClassifier.from_zoo("mnist_mlp").get_params()  # recipes without the settings: today's training
+    assert (defaults["label_smoothing"], defaults["lr_schedule"]) == (0.0, "plateau")
+
+
+def test_new_settings_are_searchable_and_checked():
+    from zoo.search_spaces import TRAINING_PARAMS, resolve
+
+    space = resolve("mlp", {"label_smoothing": {"low": 0.0, "high": 0.2}, "lr_schedule": {"choices": ["plateau", "cosine"]}})
+    assert {"label_smoothing", "lr_schedule"} <= set(space) and {"label_smoothing", "lr_schedule"} <= set(TRAINING_PARAMS)
+    X, y = load_iris(return_X_y=True)
+    for value in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\)"):
+            ZooClassifier(**TINY, label_smoothing=value).fit(X, y)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        ZooClassifier(**TINY, lr_schedule="step").fit(X, y)
