@@ -215,3 +215,25 @@ def test_stack_keeps_the_members_classes_and_refuses_one_class_data(tmp_path):
     np.savez(tmp_path / "one.npz", X=X[y == 3][:50], y=y[y == 3][:50])
     assert_usage_error(run_ensemble("stack", "--members", *MEMBERS, "--data", tmp_path / "one.npz", "--out", tmp_path / "s", check=False), "class")
     assert ensemble.load(tmp_path / "s").classes_.tolist() == list(range(10))  # the good stack is still there
+
+
+def test_convert_a_version_0_1_stack_folder(workdir, tmp_path):
+    X, y = zoo.datasets.load("mnist", "validation")
+    members = [zoo.predict_proba(zoo.load(name), X[:1000]) for name in MEMBERS]
+    meta = LogisticRegression(max_iter=500).fit(np.hstack(members), y[:1000])
+    legacy = tmp_path / "stack"
+    legacy.mkdir()
+    joblib.dump(meta, legacy / "meta_learner.joblib")
+    records = [{"name": n, "kind": "zoo", "source": n, "sha256": zoo.info(n)["weights"]["sha256"]} for n in MEMBERS]
+    doc = {"format": "ensemble-stack", "format_version": 1, "classes": list(range(10)), "members": records,
+           "fitted_on": {"dataset": "mnist", "split": "validation"},
+           "meta_learner": {"name": "logreg", "file": "meta_learner.joblib", "sha256": _sha(legacy / "meta_learner.joblib")}}
+    (legacy / "stack.json").write_text(json.dumps(doc))
+    assert_usage_error(run_ensemble("convert", legacy, "--out", tmp_path / "new", check=False), "--allow-pickle")
+    run_ensemble("convert", legacy, "--out", tmp_path / "new", "--allow-pickle", "--quiet")
+    X_test, _ = zoo.datasets.load("mnist", "test")
+    expected = meta.predict_proba(np.hstack([zoo.predict_proba(zoo.load(n), X_test[:200]) for n in MEMBERS]))
+    np.testing.assert_allclose(ensemble.load(tmp_path / "new").predict_proba(X_test[:200]), expected, atol=1e-12)
+    doc["meta_learner"]["file"] = "../elsewhere.joblib"
+    (legacy / "stack.json").write_text(json.dumps(doc))
+    assert_usage_error(run_ensemble("convert", legacy, "--out", tmp_path / "new2", "--allow-pickle", check=False), "bare file name")
