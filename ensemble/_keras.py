@@ -130,10 +130,9 @@ class KerasMember(BaseEstimator):
             lines = []
             model.summary(print_fn=lambda line, *a, **k: lines.append(line))
             h.update("\n".join(lines).encode())
-        for w in model.weights:
-            a = np.ascontiguousarray(w.numpy())
-            h.update(f"{w.path}:{a.dtype}:{a.shape}".encode())
-            h.update(a.tobytes())
+        from zoo.models import weights_digest
+
+        h.update(weights_digest(model).encode())
         h.update(repr((self.task, None if self.classes is None else list(self.classes))).encode())
         return h.hexdigest()
 

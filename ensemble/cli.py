@@ -265,10 +265,14 @@ def _scores(y_index: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 def _classes_and_index(model, y):
     """The ensemble's classes, and y as column indices into them."""
     classes = np.asarray(model.classes_)
+    _check_labels(classes, y)
+    return classes, np.searchsorted(classes, y)
+
+
+def _check_labels(classes, y) -> None:
     unknown = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
     if unknown:
         raise UsageError(f"labels {unknown[:5]} of the data are not among the members' classes {classes.tolist()[:10]}")
-    return classes, np.searchsorted(classes, y)
 
 
 def _check_classes(members: list[_Member], y) -> None:
@@ -278,9 +282,7 @@ def _check_classes(members: list[_Member], y) -> None:
         other = np.asarray(member.estimator.classes_)
         if not np.array_equal(other, classes):
             raise UsageError(f"members disagree on the classes: {members[0].name} has {classes.tolist()}, {member.name} has {other.tolist()}")
-    unknown = sorted(set(np.unique(y).tolist()) - set(classes.tolist()))
-    if unknown:
-        raise UsageError(f"labels {unknown[:5]} of the data are not among the members' classes {classes.tolist()[:10]}")
+    _check_labels(classes, y)
 
 
 # --------------------------------------------------------------------------- fit-weights / stack
