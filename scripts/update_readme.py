@@ -3,7 +3,9 @@
 
 * the zoo table comes from ``registry.yaml`` (what each recipe produced);
 * the ensemble table comes from ``scripts/results/ensemble_results.json``,
-  written by ``scripts/ensemble_results.py`` from real runs.
+  written by ``scripts/ensemble_results.py`` from real runs;
+* the search table comes from ``scripts/results/search_results.json``,
+  written by ``scripts/search_results.py`` (the shipped libraries and ensembles).
 
 Tables sit between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers.
 Usage: ``python scripts/update_readme.py [--check]`` (``--check`` exits 1 if
@@ -20,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results" / "ensemble_results.json"
+SEARCH_RESULTS = ROOT / "scripts" / "results" / "search_results.json"
 
 
 def zoo_table() -> str:
@@ -56,8 +59,39 @@ def ensemble_table() -> str:
     return "\n".join(parts)
 
 
+def search_table() -> str:
+    if not SEARCH_RESULTS.exists():
+        return "_No search results yet: run `python scripts/search_results.py`._"
+    results = json.loads(SEARCH_RESULTS.read_text())
+    parts = []
+    for ds in results["datasets"]:
+        parts.append(f"**{ds['dataset']}** — `{ds['ensemble']}` ({ds['label']}; weights fitted on the validation split only)\n")
+        if ds["studies"]:
+            parts.append("| study | complete | pruned | failed | wall time | best trial: val acc | hand recipe: val acc |")
+            parts.append("|---|---:|---:|---:|---:|---:|---:|")
+            for s in ds["studies"]:
+                best = "" if s["best_validation_accuracy"] is None else f"`{s['best_entry']}`: {s['best_validation_accuracy']:.2%}"
+                hand = "" if not s["hand_recipe"] else f"`{s['hand_recipe']['name']}`: {s['hand_recipe']['validation_accuracy']:.2%}"
+                parts.append(f"| {s['study']} | {s['complete']} | {s['pruned']} | {s['failed']} | {s['wall_seconds'] / 60:.0f} min | {best} | {hand} |")
+            parts.append("")
+        parts.append("| member | kind | weight | val acc | test acc | test log loss |")
+        parts.append("|---|---|---:|---:|---:|---:|")
+        for m in sorted(ds["members"], key=lambda m: -(m["weight"] or 0.0)):
+            val = "" if m["validation_accuracy"] is None else f"{m['validation_accuracy']:.2%}"
+            star = " (best candidate)" if m["name"] == ds["best_candidate"] else ""
+            parts.append(f"| `{m['name']}`{star} | {m['kind']} | {m['weight']:.3f} | {val} | {m['test_accuracy']:.2%} | {m['test_log_loss']:.4f} |")
+        parts.append(f"| **ensemble** | | | | **{ds['test_accuracy']:.2%}** | {ds['test_log_loss']:.4f} |")
+        timing = ds.get("predict_seconds")
+        line = f"\nGain over the best single candidate (best validation accuracy) on test: **{ds['gain_points']:+.2f} points**."
+        if timing:
+            line += f" Predicting the test split: ensemble {timing['ensemble']:.1f} s, best candidate {timing['best_member']:.1f} s ({timing['ensemble'] / timing['best_member']:.1f}x)."
+        parts.append(line + "\n")
+    parts.append(f"_Produced by `{results['command']}` on {results['date']} ({results['versions']}); wall times on the 2-core development machine._")
+    return "\n".join(parts)
+
+
 def render(readme: str) -> str:
-    for marker, content in (("zoo-table", zoo_table()), ("ensemble-table", ensemble_table())):
+    for marker, content in (("zoo-table", zoo_table()), ("ensemble-table", ensemble_table()), ("search-table", search_table())):
         pattern = re.compile(rf"(<!-- {marker}:start -->\n)(?:.*?\n)?(<!-- {marker}:end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md lacks the <!-- {marker}:start/end --> markers")
