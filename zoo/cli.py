@@ -5,7 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from zoo._cli import Output, UsageError, escape, load_npz, make_parser, positive_int, quiet_tensorflow_start, run, table
+from zoo._cli import (
+    Output,
+    UsageError,
+    escape,
+    load_npz,
+    make_parser,
+    positive_int,
+    quiet_tensorflow_start,
+    run,
+    table,
+)
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger PNG inputs are refused before decoding (decompression bombs)
 
@@ -243,6 +253,10 @@ def _cmd_predict(args):
     import zoo
 
     entry = zoo.info(args.name)
+    if args.out is not None:
+        return _predict_to_file(entry, args)
+    if args.chunk_size is not None:
+        raise UsageError("--chunk-size goes with --out (without it, the inputs are predicted in memory)")
     X, names = _read_inputs(entry, args.inputs)
     _start_tensorflow(args)
     proba = zoo.predict_proba(zoo.load(args.name), X)
@@ -252,6 +266,54 @@ def _cmd_predict(args):
         for n, p in zip(names, proba)
     ]
     return Output(rows, table(["input", "label", "probability"], [[r["input"], r["label"], r["probability"]] for r in rows]))
+
+
+def _predict_to_file(entry: dict, args):
+    """``zoo predict --out``: one input predicted chunk by chunk into a .npy file of probabilities.
+
+    A .npy input is memory-mapped and a text file read line by line, so
+    memory holds one chunk whatever the input's size; the output file is
+    written under a temporary name, renamed into place when complete.
+    """
+    import numpy as np
+
+    import zoo
+    from ensemble.chunked import TextLines, iter_chunks, predict_chunked
+
+    if len(args.inputs) != 1:
+        raise UsageError("--out takes one input file (a .npy array or a text file with one review per line)")
+    path = Path(args.inputs[0])
+    if not path.is_file():
+        raise UsageError(f"input file {path} does not exist")
+    _check_output_file(args.out, "--out")
+    try:
+        if path.suffix == ".npy":
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        elif path.suffix == ".npz" or path.suffix.lower() == ".png" or entry["input"]["dtype"] != "string":
+            X, _ = _read_input(entry, path)  # small inputs, read whole; refuses text for image models
+        else:
+            X = TextLines(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    if len(X) == 0:
+        raise UsageError(f"{path} holds no examples")
+    _check_input(entry, next(iter_chunks(X, 64))[2], str(path))  # shape and dtype now; values chunk by chunk
+    _start_tensorflow(args)
+    model = zoo.load(args.name)
+    try:
+        proba = predict_chunked(model, X, chunk_size=args.chunk_size or 10_000, out=args.out, progress=False if args.quiet else None)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    classes = entry["classes"]
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for _, _, chunk in iter_chunks(proba, args.chunk_size or 10_000):
+        counts += np.bincount(chunk.argmax(axis=1), minlength=len(classes))
+    n = int(counts.sum())
+    data = {"name": entry["name"], "input": str(path), "out": str(args.out), "n": n, "columns": classes,
+            "predicted": {c: int(k) for c, k in zip(classes, counts)}}
+    text = (f"{n} rows of {entry['name']} class probabilities written to {escape(str(args.out))}\n"
+            + table(["label", "predicted", "share"], [[c, int(k), f"{k / n:.2%}"] for c, k in zip(classes, counts)]))
+    return Output(data, text)
 
 
 def build_parser():
@@ -285,6 +347,9 @@ def build_parser():
     p = sub.add_parser("predict", parents=[common], help="label and probability for each input")
     p.add_argument("name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz arrays, PNG images, or text files with one review per line; each is read")
+    p.add_argument("--out", metavar="FILE.npy", help="write the class probabilities (one row per input row, one column per class) to this "
+                   ".npy file, predicting chunk by chunk: for one input larger than memory (a .npy array or a text file)")
+    p.add_argument("--chunk-size", type=positive_int, metavar="N", help="with --out: rows predicted at a time (default: 10000)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("search", parents=[common], help="hyperparameter search (Optuna); every completed trial joins a model library")
@@ -292,8 +357,13 @@ def build_parser():
     p.add_argument("--library", required=True, metavar="DIR", help="model library folder (registry.yaml, weights/, search.journal); created if missing")
     p.add_argument("--trials", required=True, type=positive_int, metavar="N", help="the study's total number of trials; re-running continues up to it")
     p.add_argument("--data", metavar="FILE.npz", help="your arrays X and y (needed with a builder name)")
-    p.add_argument("--storage", metavar="URL", help="an Optuna storage URL, e.g. sqlite:///study.db or postgresql://... (default: LIB/search.journal)")
-    p.add_argument("--workers", type=positive_int, default=1, metavar="K", help="worker processes on this machine (default: 1)")
+    p.add_argument("--storage", metavar="URL", help="an Optuna storage URL, e.g. sqlite:///study.db or postgresql://... "
+                   "(default: LIB/search.journal; with --dask: LIB/search.db, for workers on this machine only)")
+    p.add_argument("--workers", type=positive_int, metavar="K", help="worker processes on this machine (default: 1)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the trials on a Dask cluster: its scheduler's address, tcp://host:8786 or tls://host:8786 "
+                   "(TLS settings from Dask's configuration)")
+    p.add_argument("--heartbeat", type=positive_int, metavar="SECONDS", help="with --dask: seconds between heartbeats of a running trial; "
+                   "a trial silent for three is run again (default: 20)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (running ones finish)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="smoke run: the first N training examples plus an early-stopping slice")
     p.add_argument("--epochs", type=positive_int, metavar="E", help="fix the maximum number of epochs (no longer searched)")
@@ -301,7 +371,7 @@ def build_parser():
     p.add_argument("--space", metavar="FILE.yaml", help="search space laid over the builder's default (see zoo.search_spaces)")
     p.add_argument("--metric", choices=["accuracy", "log_loss"], default="accuracy", help="objective on the early-stopping slice (default: accuracy)")
     p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")
-    p.add_argument("--trials-per-process", type=positive_int, default=1, metavar="M", help="trials a worker process runs before it is replaced (default: 1)")
+    p.add_argument("--trials-per-process", type=positive_int, metavar="M", help="trials a worker process runs before it is replaced (default: 1)")
     p.add_argument("--no-pruning", action="store_true", help="never prune trials (default: median pruning from the fifth trial, after two epochs)")
     p.set_defaults(func=_cmd_search)
     return parser
@@ -355,8 +425,9 @@ def _cmd_search(args):
         pruner = optuna.pruners.NopPruner()
     s = zoo.search(
         args.name, library=args.library, n_trials=args.trials, data=args.data, storage=args.storage, seed=args.seed,
-        timeout=args.timeout, subset=args.subset, epochs=args.epochs, space=space, workers=args.workers, metric=args.metric,
-        pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process, progress=not args.quiet,
+        timeout=args.timeout, subset=args.subset, epochs=args.epochs, space=space, workers=args.workers or 1, metric=args.metric,
+        pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process or 1, progress=not args.quiet,
+        **_cluster_options(args),
     )
     t = s["trials"]
     text = (f"study {s['study']} in {s['library']}: {sum(t.values())} of {s['n_trials']} trials "
@@ -368,6 +439,18 @@ def _cmd_search(args):
                  f" (zoo info {best['entry']} --library {args.library})\n")
         text += table(["hyperparameter", "value"], [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in best["params"].items()])
     return Output(s, text)
+
+
+def _cluster_options(args) -> dict:
+    """``zoo.search``'s cluster arguments from ``--dask`` and ``--heartbeat``, or a ``UsageError``."""
+    if args.dask is None:
+        if args.heartbeat is not None:
+            raise UsageError("--heartbeat goes with --dask")
+        return {}
+    for flag, value in (("--workers", args.workers), ("--trials-per-process", args.trials_per_process)):
+        if value is not None:
+            raise UsageError(f"{flag} is for one machine: with --dask each worker runs one trial at a time, each in its own process")
+    return {"client": args.dask, "heartbeat": args.heartbeat}
 
 
 def _read_space(path: str) -> dict:

@@ -10,7 +10,10 @@ it. Entries are named ``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007`
 shipped models.
 
 Files are written atomically and the registry is updated under a lock, so
-worker processes of one search, or several searches, can share a library.
+worker processes of one search, or several searches, can share a library. A
+trial trained elsewhere (a Dask worker) is prepared there
+(:func:`prepare_trial`) and written here (:func:`write_trial`), its files
+checked against the sha256 the entry records.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["add_trial", "entry_name", "find_trial", "open_library", "ranked"]
+__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "open_library", "prepare_trial", "ranked", "write_trial"]
 
 
 def open_library(folder: str | os.PathLike) -> Registry:
@@ -57,9 +60,19 @@ def ranked(library: Registry, pattern: str = "*") -> list[dict]:
     return sorted(entries, key=key)
 
 
-def add_trial(
-    library: Registry,
+def add_trial(library: Registry, clf, **record) -> dict:
+    """Write a fitted :class:`zoo.ZooClassifier`'s weights and its entry into the library.
+
+    ``record`` holds the keyword arguments of :func:`prepare_trial`. Returns the entry written.
+    """
+    entry = prepare_trial(clf, library.weights_dir, **record)
+    library.put(entry)
+    return entry
+
+
+def prepare_trial(
     clf,
+    folder: str | os.PathLike,
     *,
     study: str,
     trial: int,
@@ -71,14 +84,19 @@ def add_trial(
     data: dict | None = None,
     subset: int | None = None,
 ) -> dict:
-    """Write a fitted :class:`zoo.ZooClassifier`'s weights and its entry into the library.
+    """Save a fitted :class:`zoo.ZooClassifier`'s weights (and vocabulary) into ``folder``; return its entry.
+
+    The files are written atomically, named as in a library's ``weights/``
+    folder; the entry references them with their sha256. A search on a cluster
+    prepares trials on its workers and sends files and entry to
+    :func:`write_trial`.
 
     Parameters
     ----------
-    library : Registry
-        The library's registry (see :func:`open_library`).
     clf : ZooClassifier
         Fitted, with an early-stopping slice.
+    folder : path
+        Where to write the files (a library's ``weights_dir``, or a scratch folder).
     study, trial : str, int
         The Optuna study and trial number that produced it.
     objective : dict
@@ -99,7 +117,7 @@ def add_trial(
     Returns
     -------
     dict
-        The entry written.
+        The library entry.
     """
     import keras
     import numpy as np
@@ -111,14 +129,15 @@ def add_trial(
     from zoo.estimator import _plain, _set_weights
     from zoo.models import build_model
 
+    folder = Path(folder)
     name = entry_name(study, trial)
     spec = clf.spec_
     # save the float32 model zoo.load rebuilds, without optimizer state
     bare = build_model(spec["builder"], spec["params"], vocabulary=clf.vocabulary_)
     _set_weights(bare, clf.model_.get_weights())
-    library.weights_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     weights_file = f"{name}.weights.h5"
-    with atomic_path(library.weights_dir / weights_file, suffix=".weights.h5") as tmp:
+    with atomic_path(folder / weights_file, suffix=".weights.h5") as tmp:
         bare.save_weights(tmp)
 
     text = BUILDER_KINDS[spec["builder"]] == "text"
@@ -144,13 +163,13 @@ def add_trial(
             "params": spec["params"],
             "input": input_spec,
             "classes": classes,
-            "weights": {"file": weights_file, "sha256": sha256_file(library.weights_dir / weights_file)},
+            "weights": {"file": weights_file, "sha256": sha256_file(folder / weights_file)},
         }
     )
     if text:
         vocab_file = f"{name}.vocab.txt"
-        atomic_write_text(library.weights_dir / vocab_file, "".join(t + "\n" for t in clf.vocabulary_))
-        entry["vocabulary"] = {"file": vocab_file, "sha256": sha256_file(library.weights_dir / vocab_file)}
+        atomic_write_text(folder / vocab_file, "".join(t + "\n" for t in clf.vocabulary_))
+        entry["vocabulary"] = {"file": vocab_file, "sha256": sha256_file(folder / vocab_file)}
     es_examples = spec["recipe"]["early_stopping_size"]
     entry.update(
         {
@@ -174,5 +193,67 @@ def add_trial(
     entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, "optuna": optuna.__version__}
     if dataset is not None:
         entry["licence"] = datasets.DATASETS[dataset]["licence"]
-    library.put(entry)
     return entry
+
+
+def write_trial(library: Registry, entry: dict, files: dict[str, bytes]) -> dict:
+    """Write a prepared trial's files (checked against the entry's sha256), then its entry.
+
+    Parameters
+    ----------
+    library : Registry
+        The library's registry.
+    entry : dict
+        An entry returned by :func:`prepare_trial`.
+    files : dict
+        The contents of the files the entry references (weights, vocabulary), by name.
+
+    Returns
+    -------
+    dict
+        The entry written.
+    """
+    import hashlib
+
+    from zoo._files import ChecksumError, atomic_path
+    from zoo.registry import RegistryError
+
+    refs = [ref for ref in (entry.get("weights"), entry.get("vocabulary")) if ref is not None]
+    names = [ref.get("file") if isinstance(ref, dict) else None for ref in refs]
+    for name in names:  # plain names: nothing is written outside the weights folder
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or name.startswith("."):
+            raise RegistryError(f"trial entry {entry.get('name')!r}: file name {name!r} is not a plain file name")
+    if sorted(names) != sorted(files):
+        raise RegistryError(f"trial entry {entry.get('name')!r} references files {names}, got {sorted(files)}")
+    for ref in refs:
+        got = hashlib.sha256(files[ref["file"]]).hexdigest()
+        if got != ref.get("sha256"):
+            raise ChecksumError(f"trial entry {entry.get('name')!r}: {ref['file']} has sha256 {got}, expected {ref.get('sha256')}; not written")
+    written = []
+    try:
+        for name in names:
+            with atomic_path(library.weights_dir / name) as tmp:
+                tmp.write_bytes(files[name])
+            written.append(library.weights_dir / name)
+        library.put(entry)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return entry
+
+
+def drop_trial(library: Registry, name: str) -> bool:
+    """Remove entry ``name`` and its files from the library; whether it was there."""
+    from zoo.registry import _locked
+
+    with _locked(library.path):
+        library._entries = library._read()
+        entry = library._entries.pop(name, None)
+        if entry is None:
+            return False
+        library.save()
+    for ref in (entry.get("weights"), entry.get("vocabulary")):
+        if ref is not None:
+            (library.weights_dir / ref["file"]).unlink(missing_ok=True)
+    return True

@@ -48,10 +48,14 @@
   count. A trial that raises fails (its error in the user attribute
   ``error``) and stops the search, as in ``Study.optimize``.
 - ``timeout``: no trial starts after it; running trials finish.
+- ``client``: the trials run on a Dask cluster instead (``zoo.cluster``):
+  one loop per worker, an RDB storage with heartbeats, the library written
+  by this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import numbers
@@ -95,6 +99,9 @@ def search(
     trials_per_process: int = 1,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    client=None,
+    security=None,
+    heartbeat: int | None = None,
 ) -> dict:
     """Search hyperparameters of a zoo architecture; every completed trial joins the library.
 
@@ -118,7 +125,9 @@ def search(
         A ``.npz`` file with arrays ``X`` and ``y`` (read without pickle).
     storage : str, optional
         An Optuna storage URL (``sqlite:///study.db``,
-        ``postgresql://user@host/db``); default: the journal file in ``library``.
+        ``postgresql://user@host/db``); default: the journal file in ``library``
+        (with ``client``: a database, by default the SQLite file
+        ``library/search.db``, for workers on this machine only).
     seed : int, default=0
         Seeds the TPE sampler, plus each trial's number (unique in the study:
         workers never repeat each other's random start-up trials).
@@ -146,6 +155,15 @@ def search(
         Where the zoo's datasets are (see ``zoo.datasets``).
     progress : bool, default=True
         A progress bar on stderr with the best value so far.
+    client : distributed.Client or str, optional
+        Run the trials on a Dask cluster (a client, or its scheduler's address
+        ``tcp://host:8786`` / ``tls://host:8786``): one loop per worker, each
+        trial in its own process there; see ``zoo.cluster``.
+    security : distributed.Security, optional
+        TLS settings for a scheduler address (default: Dask's configuration).
+    heartbeat : int, optional
+        With ``client``: seconds between heartbeats of a running trial (default
+        20); a trial silent for three is failed and run again.
 
     Returns
     -------
@@ -158,7 +176,7 @@ def search(
     """
     import optuna
 
-    from zoo import datasets
+    from zoo import cluster, datasets
     from zoo.search_spaces import resolve
 
     started = time.perf_counter()
@@ -196,52 +214,76 @@ def search(
     elif not isinstance(pruner, optuna.pruners.BasePruner):
         raise ValueError(f"pruner must be an optuna pruner, got {type(pruner).__name__}")
 
+    if client is None:
+        if security is not None or heartbeat is not None:
+            raise ValueError("security= and heartbeat= go with client= (a search on a Dask cluster)")
+    else:
+        if workers != 1 or trials_per_process != 1:
+            raise ValueError("workers= and trials_per_process= are for one machine: on a Dask cluster each worker runs one trial at a time, each in its own process")
+        heartbeat = cluster.DEFAULT_HEARTBEAT if heartbeat is None else heartbeat
+        _check_int("heartbeat", heartbeat)
+
+        storage = None if storage is None else cluster.absolute_url(storage)
+
     library = Path(library).expanduser().absolute()
-    storage_spec = ("url", storage) if storage is not None else None
-    if storage_spec is not None:
-        opened = _open_storage(storage_spec)  # a bad URL fails here, before the library is touched
-    if library.exists() and not library.is_dir():
-        raise ValueError(f"library {library} exists and is not a folder")
-    from zoo.library import open_library
+    with contextlib.ExitStack() as stack:
+        storage_spec = ("url", storage) if storage is not None else None
+        if storage_spec is not None:  # a bad URL fails here, before the library is touched
+            opened = _open_storage(storage_spec) if client is None else cluster.open_storage(storage, heartbeat)
+        if client is not None:
+            client = stack.enter_context(cluster.connect(client, security))
+        if library.exists() and not library.is_dir():
+            raise ValueError(f"library {library} exists and is not a folder")
+        from zoo.library import open_library
 
-    registry = open_library(library)
-    if storage_spec is None:
-        storage_spec = ("journal", str(library / STORAGE_FILE))
-        opened = _open_storage(storage_spec)
+        registry = open_library(library)
+        if storage_spec is None and client is None:
+            storage_spec = ("journal", str(library / STORAGE_FILE))
+            opened = _open_storage(storage_spec)
+        elif storage_spec is None:
+            storage_spec = ("url", f"sqlite:///{library / cluster.STORAGE_FILE}")
+            opened = cluster.open_storage(storage_spec[1], heartbeat)
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
-    try:
-        study = optuna.create_study(study_name=study_name, storage=opened, direction=METRICS[metric], load_if_exists=True)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    _check_study(study, {"builder": builder, "dataset": dataset, "data_sha256": data_info and data_info["sha256"], "subset": subset, "metric": metric})
-    _reap(study, registry)
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+        try:
+            study = optuna.create_study(study_name=study_name, storage=opened, direction=METRICS[metric], load_if_exists=True)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        _check_study(study, {"builder": builder, "dataset": dataset, "data_sha256": data_info and data_info["sha256"], "subset": subset, "metric": metric})
+        if client is None:
+            _reap(study, registry)
+        else:
+            cluster.prepare(study, registry, client, storage_spec[1])
 
-    config = {
-        "study": study_name,
-        "storage": storage_spec,
-        "library": str(library),
-        "builder": builder,
-        "base": base,
-        "space": resolved,
-        "metric": metric,
-        "n_trials": n_trials,
-        "deadline": None if timeout is None else time.time() + timeout,
-        "seed": seed,
-        "workers": workers,
-        "trials_per_process": trials_per_process,
-        "dataset": dataset,
-        "data_dir": str(datasets.resolve_data_dir(data_dir).absolute()),  # workers get absolute paths
-        "cache_dir": str(datasets.cache_dir().absolute()),
-        "data_path": None if data is None else str(Path(data).expanduser().absolute()),
-        "arrays": arrays if data is None else None,
-        "data_info": data_info,
-        "subset": subset,
-        "pruner": pruner,
-    }
-    _coordinate(study, registry, config, progress)
-    return _summary(study, config, registry, storage, time.perf_counter() - started)
+        config = {
+            "study": study_name,
+            "storage": storage_spec,
+            "library": str(library),
+            "builder": builder,
+            "base": base,
+            "space": resolved,
+            "metric": metric,
+            "n_trials": n_trials,
+            "deadline": None if timeout is None else time.time() + timeout,
+            "seed": seed,
+            "workers": workers,
+            "trials_per_process": trials_per_process,
+            "dataset": dataset,
+            "data_dir": str(datasets.resolve_data_dir(data_dir).absolute()),  # workers get absolute paths
+            "cache_dir": str(datasets.cache_dir().absolute()),
+            "data_path": None if data is None or client is not None else str(Path(data).expanduser().absolute()),
+            "arrays": arrays if data is None or client is not None else None,  # a cluster's workers get the arrays, not the file
+            "data_info": data_info,
+            "subset": subset,
+            "pruner": pruner,
+            "heartbeat": heartbeat,
+        }
+        if client is None:
+            _coordinate(study, registry, config, progress)
+        else:
+            cluster.run(study, registry, config, client, progress)
+        return _summary(study, config, registry, storage, time.perf_counter() - started)
 
 
 # --------------------------------------------------------------------------- set-up
@@ -359,18 +401,21 @@ def _check_study(study, expected: dict) -> None:
 # --------------------------------------------------------------------------- trial bookkeeping
 
 
-def _counts(trial) -> bool:
-    """Whether a trial counts towards the study's total."""
+def _counts(trial, retried=frozenset()) -> bool:
+    """Whether a trial counts towards the study's total (``retried``: numbers of failed trials run again)."""
     from optuna.trial import TrialState
 
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
         return True
     attrs = trial.user_attrs
-    return trial.state == TrialState.FAIL and not attrs.get("retried") and not attrs.get("surplus")
+    return trial.state == TrialState.FAIL and not attrs.get("retried") and not attrs.get("surplus") and trial.number not in retried
 
 
 def _counted(study) -> list:
-    return [t for t in study.get_trials(deepcopy=False) if _counts(t)]
+    trials = study.get_trials(deepcopy=False)
+    # a failed trial that Optuna's RetryFailedTrialCallback queued again (a search on a cluster) is in its retry's history
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return [t for t in trials if _counts(t, retried)]
 
 
 def _process_start(pid: int) -> str | None:
@@ -657,7 +702,7 @@ def _start_tensorflow(workers: int) -> None:
 
 def _surplus(study, number: int, n_trials: int) -> bool:
     """Whether trial ``number`` lies beyond the study's total (counted trials in creation order)."""
-    numbers_ = sorted(t.number for t in study.get_trials(deepcopy=False) if _counts(t) or t.number == number)
+    numbers_ = sorted({t.number for t in _counted(study)} | {number})
     return numbers_.index(number) >= n_trials
 
 
@@ -691,8 +736,16 @@ def _load_data(config: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _run_trial(trial, config: dict, X, y) -> float:
     """Train the trial's model, write it into the library, return the objective."""
-    from zoo.estimator import ZooClassifier
     from zoo.library import add_trial, open_library
+
+    clf, record = _fit_trial(trial, config, X, y)
+    add_trial(open_library(config["library"]), clf, **record)
+    return record["objective"]["value"]
+
+
+def _fit_trial(trial, config: dict, X, y) -> tuple:
+    """Train the trial's model: ``(clf, record)``, ``record`` the keyword arguments of ``zoo.library.prepare_trial``."""
+    from zoo.estimator import ZooClassifier
     from zoo.search_spaces import TRAINING_PARAMS, suggest
 
     values = suggest(trial, config["space"])
@@ -702,21 +755,19 @@ def _run_trial(trial, config: dict, X, y) -> float:
     started = time.perf_counter()
     clf.fit(X, y, callbacks=[_pruning_callback(trial, _REPORTED[config["metric"]])])
     seconds = time.perf_counter() - started
-    value = float(clf.early_stopping_scores_[config["metric"]])
-    add_trial(
-        open_library(config["library"]),
-        clf,
-        study=config["study"],
-        trial=trial.number,
-        objective={"name": f"early_stopping_{config['metric']}", "value": round(value, 6), "direction": METRICS[config["metric"]]},
-        hyperparameters=values,
-        seconds=seconds,
-        examples=len(y),
-        dataset=config["dataset"],
-        data=config["data_info"],
-        subset=config["subset"],
-    )
-    return round(value, 6)
+    value = round(float(clf.early_stopping_scores_[config["metric"]]), 6)
+    record = {
+        "study": config["study"],
+        "trial": trial.number,
+        "objective": {"name": f"early_stopping_{config['metric']}", "value": value, "direction": METRICS[config["metric"]]},
+        "hyperparameters": values,
+        "seconds": seconds,
+        "examples": len(y),
+        "dataset": config["dataset"],
+        "data": config["data_info"],
+        "subset": config["subset"],
+    }
+    return clf, record
 
 
 def _pruning_callback(trial, key: str):

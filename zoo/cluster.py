@@ -1,0 +1,631 @@
+"""Searches on a Dask cluster: one optimisation loop per worker, every trial in its own process.
+
+``zoo.search(..., client=CLIENT)`` (a ``distributed.Client``, or a scheduler
+address ``tcp://host:8786`` / ``tls://host:8786``; ``zoo search ... --dask
+ADDRESS``) runs the trials of a search on the workers of a Dask cluster.
+Decisions:
+
+- Loops: the coordinator (the process that owns the library folder) submits one
+  optimisation loop to every worker, pinned to it, and one to every worker that
+  joins later (a worker its nanny restarted, a cluster scaled up). A loop asks
+  the study for a trial, trains it in a fresh Python process on its worker
+  (memory stays bounded whatever the number of trials, and no process that
+  imported TensorFlow is ever forked), and repeats until the study has its
+  trials. Not ``study.optimize(n_jobs=...)``: its threads share one process.
+- Threads: a trial's TensorFlow gets its worker's thread count (``dask worker
+  --nthreads``): K single-threaded workers on K cores run K trials side by side.
+- Storage: Optuna's RDB storage, reached by the coordinator and every worker
+  (``postgresql://user:password@host/db`` across machines). Default: the SQLite
+  file ``LIB/search.db``, for workers on the coordinator's machine only; a
+  worker that cannot open the storage, or does not find the study in it, stops
+  the search before any trial runs.
+- Heartbeats: the loop running a trial records one every ``heartbeat`` seconds.
+  A trial silent for three intervals (its worker was killed or lost) is failed
+  and queued again with the same values by Optuna's ``RetryFailedTrialCallback``
+  (up to three times), by whichever loop or coordinator sees it first; the
+  failed attempt does not count, so the study still completes ``n_trials``.
+- Data: every worker reads the data itself: a zoo dataset from the coordinator's
+  absolute data folder (the same path on every machine), or the user's arrays,
+  scattered once to the workers; a loop keeps them in a private scratch file
+  that its trial processes read after checking its sha256.
+- Library: workers never touch the library folder, so no shared file system is
+  needed. A trained trial stays RUNNING, its heartbeat going, while its weights
+  and entry travel to the coordinator as a Dask future; the coordinator writes
+  the files and then the entry atomically (``zoo.library.write_trial``), then
+  marks the trial COMPLETE. A result for a trial no longer running is dropped;
+  an entry whose trial failed before it was marked complete is removed, then or
+  the next time a cluster search opens the library. Every complete trial thus
+  has exactly one entry, and no other trial has one.
+- Errors: an unreachable scheduler or storage, a cluster without workers, or a
+  worker that cannot reach the storage raise ``ValueError`` before any trial
+  runs. A trial that raises fails and stops the search with its error, as on one
+  machine; trial processes dying three times in a row on one worker stop it too.
+  Interrupting the coordinator cancels the loops; they fail and re-queue their
+  trials, so the next run resumes them.
+- Security: a Dask scheduler runs whatever its clients send. Use ``tls://``
+  addresses with Dask's TLS settings (``distributed.comm.tls.*`` in the Dask
+  configuration, ``DASK_DISTRIBUTED__COMM__TLS__...`` variables, or
+  ``security=distributed.Security(...)``), or a private network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+__all__ = ["DEFAULT_HEARTBEAT", "MAX_RETRY", "STORAGE_FILE", "connect", "open_storage"]
+
+STORAGE_FILE = "search.db"  # the default storage of a cluster search, in the library folder
+DEFAULT_HEARTBEAT = 20  # seconds between heartbeats of a running trial
+MAX_RETRY = 3  # times a trial whose worker died is run again
+_GRACE = 3  # heartbeats a trial may miss before it counts as dead
+_MAX_DEATHS = 3  # consecutive trial processes of one loop dying before the search gives up
+_NO_WORKERS = 300  # seconds the search waits for a cluster that lost all its workers
+_POLL = 1.0
+
+
+@contextlib.contextmanager
+def connect(client, security=None):
+    """A ``distributed.Client`` for ``client``: a Client, or a scheduler address; ``ValueError`` if unreachable.
+
+    A client made here from an address (with ``security``, else Dask's
+    configuration, which holds the TLS settings) is closed on exit. The
+    connection timeout is Dask's ``distributed.comm.timeouts.connect``.
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("a search on a Dask cluster needs dask.distributed: pip install 'keras-zoo-ensemble[dask]'") from None
+    if isinstance(client, Client):
+        if security is not None:
+            raise ValueError("security= goes with a scheduler address; a Client has its own")
+        _check_workers(client, str(client.scheduler.address))
+        yield client
+        return
+    if not isinstance(client, str) or not client.startswith(("tcp://", "tls://")):
+        raise ValueError(f"Dask scheduler {client!r}: expected an address such as tcp://host:8786 or tls://host:8786")
+    _reach(client, security)
+    with _quiet_dask():
+        try:
+            made = Client(client, security=security, set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 (reached a moment ago; a one-line error all the same)
+            raise ValueError(f"Dask scheduler {client}: cannot connect: {_first_line(exc)}") from None
+    try:
+        _check_workers(made, client)
+        yield made
+    finally:
+        with _quiet_dask():
+            made.close()
+
+
+def _reach(address: str, security) -> None:
+    """Open and close one connection to the scheduler; ``ValueError`` saying why it fails."""
+    import asyncio
+
+    import dask
+    from dask.utils import parse_timedelta
+    from distributed import Security
+    from distributed.comm import connect as open_comm
+
+    async def probe():
+        comm = await open_comm(address, timeout=timeout, **security.get_connection_args("client"))
+        await comm.close()
+
+    failure: list = []
+
+    def attempt():  # in a thread of its own: the caller may run an event loop (a notebook)
+        try:
+            asyncio.run(probe())
+        except Exception as exc:  # noqa: BLE001 (refused, timed out, TLS misconfigured: all one-line errors)
+            failure.append(exc)
+
+    try:
+        security = Security() if security is None else security  # Dask's configuration: distributed.comm.tls.*
+        timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
+    except Exception as exc:  # noqa: BLE001 (a TLS file that cannot be read, a malformed timeout)
+        failure.append(exc)
+    else:
+        thread = threading.Thread(target=attempt, name="zoo-dask-probe")
+        thread.start()
+        thread.join()
+    if failure:
+        raise ValueError(f"Dask scheduler {address}: cannot connect: {_first_line(failure[0])}") from None
+
+
+def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT):
+    """Optuna's RDB storage at ``url``, with heartbeats and retries of dead trials; ``ValueError`` if it cannot be opened.
+
+    Parameters
+    ----------
+    url : str
+        An SQLAlchemy URL (``postgresql://user:password@host/db``, ``sqlite:///file.db``).
+    heartbeat : int or None, default=20
+        Seconds between heartbeats of a running trial; a trial that misses
+        three is failed and run again. None: no heartbeats (a trial's process).
+    """
+    import optuna
+
+    from zoo.tuning import _redact
+
+    if not isinstance(url, str) or "://" not in url or url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"storage {url if not isinstance(url, str) else _redact(url)!r}: a search on a cluster needs a database every worker "
+                         "reaches: postgresql://user@host/db (sqlite:///file.db for workers on this machine)")
+    engine: dict = {}
+    if url.startswith("sqlite"):
+        engine["connect_args"] = {"timeout": 60}  # loops, trials and the coordinator write at once
+    else:
+        engine["pool_pre_ping"] = True  # connections idle for a whole trial may have been dropped
+        if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://")):
+            engine["connect_args"] = {"connect_timeout": 10}
+    kwargs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat is not None:
+            # Optuna 4.9 renamed failed_trial_callback and RetryFailedTrialCallback
+            name = "heartbeat_stale_trial_callback" if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback") else "failed_trial_callback"
+            kwargs = {"heartbeat_interval": heartbeat, "grace_period": _GRACE * heartbeat, name: _retry}
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (any driver's error: missing module, unreachable server, unwritable file)
+            raise ValueError(f"storage {_redact(url)}: cannot open it: {_first_line(exc)}") from None
+
+
+def _retry(study, trial) -> None:
+    """Queue a trial whose worker died again, with the same values (Optuna's retry callback, up to ``MAX_RETRY`` times)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+        retry(max_retry=MAX_RETRY)(study, trial)
+
+
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (workers start elsewhere)."""
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).expanduser().absolute())
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Dask's connection errors are reported as one ``ValueError``, not logged as well."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm", "distributed.core")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _check_workers(client, address: str) -> None:
+    if not client.ncores():
+        raise ValueError(f"Dask scheduler {address} has no workers: start some (dask worker {address} --nthreads 1)")
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+def prepare(study, registry, client, url: str) -> None:
+    """Before any trial: fail dead trials, tidy the library, check that every worker reaches the study."""
+    _fail_stale(study)
+    _tidy(study, registry)
+    problems = client.run(_probe, url, study.study_name, on_error="return")
+    for address, problem in sorted(problems.items()):
+        if isinstance(problem, BaseException):
+            problem = f"cannot run the search: {_first_line(problem)} (install keras-zoo-ensemble[dask] on every worker)"
+        if problem is not None:
+            from zoo.tuning import _redact
+
+            raise ValueError(f"Dask worker {address}: storage {_redact(url)}: {problem}")
+
+
+def _tidy(study, registry) -> None:
+    """Remove entries of trials that failed before they were marked complete; refuse a library searched with another storage."""
+    from optuna.trial import TrialState
+
+    from zoo.library import drop_trial
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for name in registry.names():
+        search = registry.entry(name).get("search", {})
+        if search.get("study") != study.study_name:
+            continue
+        trial = trials.get(search.get("trial"))
+        if trial is not None and trial.state == TrialState.FAIL and trial.user_attrs.get("entry") == name:
+            drop_trial(registry, name)  # written by a coordinator that died before it marked the trial complete
+        elif trial is None or trial.state not in (TrialState.COMPLETE, TrialState.RUNNING) or (
+            trial.state == TrialState.COMPLETE and trial.value != search.get("objective", {}).get("value")
+        ):
+            raise ValueError(f"library {registry.path.parent} holds {name}, a trial that study {study.study_name!r} of this storage does not "
+                             "know: that library was searched with another storage; give that storage (--storage) or another study name (--study)")
+
+
+def _probe(url: str, study_name: str) -> str | None:
+    """On a worker: None if it reaches the study in ``url``, else what is wrong."""
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+        return f"no such file on {socket.gethostname()} (SQLite serves workers on the coordinator's machine only; use postgresql://...)"
+    try:
+        import optuna
+
+        storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+        storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return f"it holds no study {study_name!r} as this worker sees it (a database on another machine: use its address, not localhost)"
+    except Exception as exc:  # noqa: BLE001 (reported by the coordinator)
+        return f"cannot open it: {_first_line(exc)}"
+    return None
+
+
+def run(study, registry, config: dict, client, progress: bool) -> None:
+    """Run the study's trials on the cluster's workers until it has ``n_trials``; raise the first error."""
+    from distributed import Queue
+
+    from zoo.tuning import _counted, _ProgressBar
+
+    run_id = uuid.uuid4().hex[:12]
+    queue = Queue(f"zoo-search-{run_id}", client=client)
+    data = None if config["arrays"] is None else client.scatter([config["arrays"]], broadcast=True, hash=False)[0]
+    shipped = {**config, "arrays": None, "data_path": None, "queue": queue.name, "run": run_id}
+    loops: dict = {}  # worker address -> the future of its loop
+    submitted = 0
+    error = None
+    no_workers_since = None
+    bar = _ProgressBar(study, config["n_trials"], progress)
+
+    def finished() -> bool:
+        return (config["deadline"] is not None and time.time() >= config["deadline"]) or len(_counted(study)) >= config["n_trials"]
+
+    try:
+        while True:
+            error = error or _deliver(queue, study, registry, wait=_POLL)  # also the loop's pause
+            _fail_stale(study)
+            for address, future in list(loops.items()):
+                if future.done():
+                    del loops[address]
+                    if future.status == "error" and error is None:
+                        error = future.exception()
+            workers = client.ncores()
+            for address in [a for a in loops if a not in workers]:  # the worker left; its trial goes stale and is run again
+                loops.pop(address).cancel()
+            if error is not None:
+                break
+            if not finished():
+                for address in workers:
+                    if address not in loops:
+                        remaining = None if config["deadline"] is None else max(0.0, config["deadline"] - time.time())
+                        submitted += 1
+                        loops[address] = client.submit(_loop, {**shipped, "remaining": remaining}, data, key=f"zoo-search-loop-{run_id}-{submitted}",
+                                                       workers=[address], allow_other_workers=False, pure=False)
+                no_workers_since = None if workers else (no_workers_since or time.time())
+                if no_workers_since is not None and time.time() - no_workers_since > _NO_WORKERS:
+                    error = RuntimeError(f"the Dask cluster has had no workers for {_NO_WORKERS} s; start some and run the search again to resume")
+                    break
+            bar.update()
+            if not loops and (finished() and not _running_here(study, run_id)):
+                break
+        error = error or _deliver(queue, study, registry)
+        _tidy(study, registry)
+    finally:
+        if loops:  # an error or an interruption: the loops fail their trials and queue them again
+            client.cancel(list(loops.values()))
+        bar.close()
+        with contextlib.suppress(Exception):
+            queue.close()
+        if data is not None:
+            data.release()
+    if error is not None:
+        raise error
+
+
+def _running_here(study, run_id: str) -> bool:
+    """Whether a trial of this run is still RUNNING (its loop died; its heartbeat will go stale)."""
+    from optuna.trial import TrialState
+
+    return any(t.user_attrs.get("run") == run_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _fail_stale(study) -> None:
+    """Fail trials whose heartbeat stopped; Optuna's retry callback queues them again."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _deliver(queue, study, registry, wait: float = 0.0) -> BaseException | None:
+    """Write the trials the loops sent (waiting up to ``wait`` seconds for one) into the library; the first error."""
+    error = None
+    items = []
+    if wait:
+        with contextlib.suppress(TimeoutError):
+            items.append(queue.get(timeout=wait))
+    for item in items + queue.get(batch=True):
+        try:
+            payload = item.result(timeout=120)
+        except Exception:  # noqa: BLE001, S112 (its worker died before the result was fetched: the trial goes stale and runs again)
+            continue
+        finally:
+            item.release()
+        error = error or _complete(study, registry, payload)
+    return error
+
+
+def _complete(study, registry, payload: dict) -> BaseException | None:
+    """Write one trial's entry, then mark it complete; an error that stops the search, or None."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    from zoo.library import drop_trial, entry_name, write_trial
+
+    storage = study._storage
+    trial_id, number, entry = payload["trial_id"], payload["number"], payload["entry"]
+    trial = storage.get_trial(trial_id)
+    if trial.state != TrialState.RUNNING or trial.number != number:
+        return None  # failed meanwhile (its heartbeat stopped): its retry writes the entry
+    name = entry_name(study.study_name, number)
+    if entry.get("name") != name or entry.get("search", {}).get("study") != study.study_name or entry.get("search", {}).get("trial") != number:
+        return RuntimeError(f"trial {number} of study {study.study_name!r}: its worker sent the entry of {entry.get('name')!r}")
+    try:
+        storage.record_heartbeat(trial_id)  # the coordinator holds the trial while it writes
+        storage.set_trial_user_attr(trial_id, "entry", name)
+        write_trial(registry, entry, payload["files"])
+    except UpdateFinishedTrialError:
+        return None
+    except Exception as exc:  # noqa: BLE001 (a library that cannot be written stops the search)
+        with contextlib.suppress(UpdateFinishedTrialError):
+            storage.set_trial_user_attr(trial_id, "error", f"{type(exc).__name__}: {exc}"[:2000])
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return exc
+    try:
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [payload["value"]])
+    except UpdateFinishedTrialError:  # failed as stale while the entry was written: its retry writes another
+        drop_trial(registry, name)
+    return None
+
+
+# --------------------------------------------------------------------------- a worker's loop
+
+
+def _loop(config: dict, data) -> int:
+    """One worker's optimisation loop: trials one after another, each in its own process; how many it ran."""
+    import optuna
+    from distributed import Queue, get_client, get_worker
+
+    from zoo.tuning import _counted, _surplus
+
+    worker = get_worker()
+    key = worker.get_current_task()
+
+    def cancelled() -> bool:  # the coordinator cancelled the loop, or went away
+        task = worker.state.tasks.get(key)
+        return task is None or task.state != "executing"
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(config["storage"][1], config["heartbeat"])
+    study = optuna.load_study(study_name=config["study"], storage=storage, pruner=config["pruner"])
+    client = get_client()
+    queue = Queue(config["queue"], client=client)
+    deadline = None if config["remaining"] is None else time.time() + config["remaining"]
+    deaths = ran = 0
+    with tempfile.TemporaryDirectory(prefix="zoo-search-") as scratch:
+        data_file = sha = None
+        if data is not None:  # once per loop: every trial process reads this file
+            blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+            sha = hashlib.sha256(blob).hexdigest()
+            data_file = Path(scratch) / "data.pickle"
+            data_file.write_bytes(blob)
+            del blob
+        while not cancelled():
+            _fail_stale(study)
+            if (deadline is not None and time.time() >= deadline) or len(_counted(study)) >= config["n_trials"]:
+                break
+            with warnings.catch_warnings():  # heartbeats are this loop's, not Study.optimize's
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                trial = study.ask()
+            beat = _Heartbeat(storage, trial._trial_id, config["heartbeat"])
+            try:
+                attrs = {"run": config["run"], "host": socket.gethostname(), "dask_worker": worker.address, "worker_pid": os.getpid()}
+                for name, value in attrs.items():
+                    trial.set_user_attr(name, value)
+                if _surplus(study, trial.number, config["n_trials"]):
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                    break
+                job = {"config": config, "trial_id": trial._trial_id, "number": trial.number, "data": data_file and str(data_file), "data_sha256": sha}
+                outcome = _attempt(job, trial, Path(scratch) / f"trial-{trial.number}", worker.state.nthreads, cancelled)
+                ran += 1
+                deaths = deaths + 1 if outcome["state"] == "died" else 0
+                if outcome["state"] == "complete":
+                    _hand_over(client, queue, study, trial, outcome, cancelled)
+                elif outcome["state"] == "pruned":
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+                elif outcome["state"] == "error":
+                    trial.set_user_attr("error", f"{outcome['type']}: {outcome['message']}"[:2000])
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                    raise _rebuilt(outcome["type"], f"trial {trial.number} of study {config['study']!r} failed: {outcome['message']}")
+                else:  # died or cancelled: run it again
+                    _fail_and_retry(study, trial._trial_id)
+                    if deaths >= _MAX_DEATHS:
+                        raise RuntimeError(f"trial processes on Dask worker {worker.address} died {deaths} times in a row "
+                                           f"(last exit code {outcome.get('exit_code')}); see the worker's log")
+            finally:
+                beat.stop()
+                shutil.rmtree(Path(scratch) / f"trial-{trial.number}", ignore_errors=True)
+    return ran
+
+
+class _Heartbeat:
+    """A thread recording a running trial's heartbeat every ``interval`` seconds, until stopped."""
+
+    def __init__(self, storage, trial_id: int, interval: int):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(storage, trial_id, interval), daemon=True, name=f"zoo-heartbeat-{trial_id}")
+        storage.record_heartbeat(trial_id)
+        self._thread.start()
+
+    def _beat(self, storage, trial_id: int, interval: int) -> None:
+        while not self._stop.wait(interval):
+            with contextlib.suppress(Exception):  # a database hiccup: the next beat tries again
+                storage.record_heartbeat(trial_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _attempt(job: dict, trial, out: Path, threads: int, cancelled) -> dict:
+    """Run one trial in a new Python process; its outcome (``state``: complete, pruned, error, died or cancelled)."""
+    out.mkdir()
+    job = {**job, "out": str(out), "parent": os.getpid()}
+    env = dict(os.environ)
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.setdefault(name, str(max(1, threads)))  # the worker's threads, read when TensorFlow starts
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["ZOO_CACHE_DIR"] = job["config"]["cache_dir"]
+    code = "from zoo.cluster import _trial_process; _trial_process()"
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=env, cwd=out)
+    trial.set_user_attr("trial_pid", process.pid)
+    try:
+        process.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    while True:
+        try:
+            process.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if cancelled():
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                return {"state": "cancelled"}
+    result = out / "result.json"
+    if process.returncode == 0 and result.is_file():
+        outcome = json.loads(result.read_text(encoding="utf-8"))
+        if outcome["state"] == "complete":
+            refs = [r for r in (outcome["entry"].get("weights"), outcome["entry"].get("vocabulary")) if r]
+            outcome["files"] = {r["file"]: (out / Path(r["file"]).name).read_bytes() for r in refs}
+        return outcome
+    return {"state": "died", "exit_code": process.returncode}
+
+
+def _hand_over(client, queue, study, trial, outcome: dict, cancelled) -> None:
+    """Send a trained trial to the coordinator; keep its heartbeat until the coordinator has written it."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    payload = {"trial_id": trial._trial_id, "number": trial.number, "value": outcome["value"], "entry": outcome["entry"], "files": outcome["files"]}
+    [future] = client.scatter([payload], hash=False)  # stays on this worker until the coordinator fetches it
+    queue.put(future)
+    while storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        if cancelled():  # the coordinator is gone: the trial runs again
+            _fail_and_retry(study, trial._trial_id)
+            break
+        time.sleep(0.5)
+    future.release()
+
+
+def _fail_and_retry(study, trial_id: int) -> None:
+    """Fail a trial whose process died or was stopped, and queue it again (as a stale heartbeat would)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return
+    _retry(study, storage.get_trial(trial_id))
+
+
+def _rebuilt(type_name: str, message: str) -> Exception:
+    """An exception of the built-in type ``type_name`` (RuntimeError for others) saying ``message``."""
+    import builtins
+
+    kind = getattr(builtins, type_name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        with contextlib.suppress(Exception):
+            return kind(message)
+    return RuntimeError(message if kind is not None else f"{message} ({type_name})")
+
+
+# --------------------------------------------------------------------------- a trial's process
+
+
+def _trial_process() -> None:
+    """Entry point of a trial's process: read the job from stdin, train, write ``result.json`` and the trial's files."""
+    import optuna
+
+    from zoo._files import atomic_write_text
+
+    job = pickle.loads(sys.stdin.buffer.read())  # sent through a pipe by the loop that started this process
+    threading.Thread(target=_exit_with, args=(job["parent"],), daemon=True).start()
+    try:
+        result = _train(job)
+    except optuna.TrialPruned:
+        result = {"state": "pruned"}
+    except Exception as exc:  # noqa: BLE001 (recorded in the trial and raised by the coordinator)
+        result = {"state": "error", "type": type(exc).__name__, "message": str(exc)[:2000]}
+    atomic_write_text(Path(job["out"]) / "result.json", json.dumps(result))
+
+
+def _exit_with(parent: int) -> None:
+    """Exit when the worker that started this process is gone (killed workers leave no orphan trials)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(3)
+
+
+def _train(job: dict) -> dict:
+    import optuna
+
+    from zoo._files import verify
+    from zoo.library import prepare_trial
+    from zoo.tuning import _fit_trial, _load_data, _start_tensorflow
+
+    config = job["config"]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _start_tensorflow(1)
+    arrays = None
+    if job["data"] is not None:
+        verify(job["data"], job["data_sha256"], "search data")  # written by the loop; checked before unpickling
+        with open(job["data"], "rb") as fh:
+            arrays = pickle.load(fh)
+    X, y = _load_data({**config, "arrays": arrays})
+    storage = open_storage(config["storage"][1], heartbeat=None)  # the loop keeps the heartbeat
+    # TPE seeded with seed + the trial's number, as on one machine
+    study = optuna.load_study(study_name=config["study"], storage=storage, pruner=config["pruner"],
+                              sampler=optuna.samplers.TPESampler(seed=config["seed"] + job["number"]))
+    trial = optuna.trial.Trial(study, job["trial_id"])
+    clf, record = _fit_trial(trial, config, X, y)
+    entry = prepare_trial(clf, job["out"], **record)
+    return {"state": "complete", "value": record["objective"]["value"], "entry": entry}
