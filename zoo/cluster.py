@@ -301,7 +301,7 @@ def run(study, registry, config: dict, client, progress: bool) -> None:
 
     try:
         while True:
-            error = error or _deliver(queue, study, registry, wait=_POLL)  # also the loop's pause
+            error = error or _deliver(queue, study, registry)
             _fail_stale(study)
             for address, future in list(loops.items()):
                 if future.done():
@@ -327,6 +327,7 @@ def run(study, registry, config: dict, client, progress: bool) -> None:
             bar.update()
             if not loops and (finished() and not _running_here(study, run_id)):
                 break
+            time.sleep(_POLL)
         error = error or _deliver(queue, study, registry)
         _tidy(study, registry)
     finally:
@@ -357,14 +358,10 @@ def _fail_stale(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def _deliver(queue, study, registry, wait: float = 0.0) -> BaseException | None:
-    """Write the trials the loops sent (waiting up to ``wait`` seconds for one) into the library; the first error."""
+def _deliver(queue, study, registry) -> BaseException | None:
+    """Write the trials the loops sent into the library, then mark them complete; the first error."""
     error = None
-    items = []
-    if wait:
-        with contextlib.suppress(TimeoutError):
-            items.append(queue.get(timeout=wait))
-    for item in items + queue.get(batch=True):
+    for item in queue.get(batch=True):  # never a timeout: the scheduler would log each one as an error
         try:
             payload = item.result(timeout=120)
         except Exception:  # noqa: BLE001, S112 (its worker died before the result was fetched: the trial goes stale and runs again)
@@ -432,7 +429,7 @@ def _loop(config: dict, data) -> int:
     queue = Queue(config["queue"], client=client)
     deadline = None if config["remaining"] is None else time.time() + config["remaining"]
     deaths = ran = 0
-    with tempfile.TemporaryDirectory(prefix="zoo-search-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="zoo-search-") as scratch, contextlib.closing(queue):
         data_file = sha = None
         if data is not None:  # once per loop: every trial process reads this file
             blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
