@@ -6,6 +6,7 @@
 >>> X, y = zoo.datasets.load("fashion_mnist", "test")
 >>> clf = zoo.ZooClassifier("bn_cnn", epochs=5).fit(X_train, y_train)   # doctest: +SKIP
 >>> zoo.search("fashion_mnist_bn_cnn", library="lib", n_trials=20)     # doctest: +SKIP
+>>> nbsvm = zoo.NBSVMClassifier(ngram_range=(1, 3)).fit(reviews, labels)  # doctest: +SKIP
 
 TensorFlow is imported only when a model is built, loaded or trained.
 """
@@ -35,17 +36,23 @@ def search(name, **kwargs):
 
 
 def __getattr__(name):
-    # ZooClassifier imports scikit-learn: only when asked for
+    # ZooClassifier and the NB classifiers import scikit-learn: only when asked for
     if name == "ZooClassifier":
         from zoo.estimator import ZooClassifier
 
         return ZooClassifier
+    if name in ("NBSVMClassifier", "NBMLPClassifier"):
+        from zoo import nbsvm
+
+        return getattr(nbsvm, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "ChecksumError",
     "DataUnavailableError",
+    "NBMLPClassifier",
+    "NBSVMClassifier",
     "Registry",
     "RegistryError",
     "ZooClassifier",
