@@ -11,6 +11,7 @@ imported only when a Keras member is saved, restored or fused.
 from ensemble import solvers
 from ensemble._keras import KerasMember
 from ensemble.blend import BlendClassifier, BlendRegressor
+from ensemble.chunked import predict_chunked
 from ensemble.diversity import Diversity, diversity
 from ensemble.persistence import load, save
 from ensemble.stack import StackClassifier, StackRegressor
@@ -24,6 +25,7 @@ __all__ = [
     "StackRegressor",
     "diversity",
     "load",
+    "predict_chunked",
     "save",
     "solvers",
 ]

@@ -1,7 +1,8 @@
 """Cache of member predictions: verified ``.npy`` files, never a pickle.
 
 Each output is one file ``<key>-<sha256>.npy`` in the cache folder: ``key``
-hashes the member's fingerprint, the prediction method and a hash of ``X``;
+hashes the member's fingerprint, the prediction method and a hash of ``X``
+(:func:`input_hash`: arrays and text are hashed chunk by chunk, never copied);
 ``sha256`` is that of the file's bytes. A file is used only if its bytes match
 the digest in its name and it loads with ``allow_pickle=False`` into a numeric
 or string array with one row per sample; anything else (truncated, edited,
@@ -31,7 +32,7 @@ from sklearn.utils.validation import _num_samples
 
 from ensemble._keras import KerasMember
 
-_FORMAT = "ensemble-prediction-cache-v2"
+_FORMAT = "ensemble-prediction-cache-v3"
 _KINDS = "biufU"  # booleans, integers, floats, strings: never object arrays
 _warned = set()
 _warned_lock = threading.Lock()
@@ -110,13 +111,24 @@ def fingerprint(member):
     return joblib.hash(member)
 
 
+def input_hash(X):
+    """Hash of ``X`` for cache keys: :func:`ensemble.chunked.data_hash` (chunk by chunk) for arrays and
+    text, ``joblib.hash`` for anything else (lists, data frames, sparse matrices)."""
+    from ensemble.chunked import data_hash
+
+    try:
+        return data_hash(X)
+    except TypeError:
+        return joblib.hash(X)
+
+
 def cached_output(memory, member, method, X, x_hash=None):
     """``getattr(member, method)(X)``, served from ``memory`` when it holds the result."""
     cache = check_cache(memory)
     if cache is None:
         return getattr(member, method)(X)
     key = hashlib.sha256(
-        "\0".join([_FORMAT, fingerprint(member), method, x_hash or joblib.hash(X)]).encode()
+        "\0".join([_FORMAT, fingerprint(member), method, x_hash or input_hash(X)]).encode()
     ).hexdigest()
     n_samples = _num_samples(X)
     out = cache.get(key, n_samples)

@@ -4,7 +4,6 @@ import inspect
 from collections import Counter
 from copy import deepcopy
 
-import joblib
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
@@ -15,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.validation import check_is_fitted
 
-from ensemble._cache import cached_output
+from ensemble._cache import cached_output, input_hash
 from ensemble._keras import KerasMember, is_keras_model
 
 _INVALID = "Invalid 'estimators' attribute, 'estimators' should be a non-empty list of (string, estimator) tuples"
@@ -186,6 +185,22 @@ def fit_members(estimators, X, y, *, names=None, params=None, cv=None, methods=N
     out-of-fold ``methods[i]`` output from
     :func:`~sklearn.model_selection.cross_val_predict`, every member getting
     the same folds; otherwise ``out_of_fold`` is None.
+
+    The fits and out-of-fold predictions are ``joblib`` tasks, so
+    ``joblib.parallel_config`` chooses where they run; on a Dask cluster::
+
+        from dask.distributed import Client
+        client = Client("tls://scheduler:8786")   # a scheduler only peers you trust can reach
+        with joblib.parallel_config(backend="dask", scatter=[X]):
+            StackClassifier(members, n_jobs=-1).fit(X, y)
+
+    ``scatter=[X]`` sends ``X`` to the cluster once, for every fit and
+    fold, rather than with each task. Only the estimators fitted here
+    travel, unfitted (``clone``): a ``ZooClassifier`` is rebuilt from its
+    parameters on the worker, trains there and comes back as weights.
+    Prefit members (Keras models, ``KerasMember``, ``FrozenEstimator``)
+    never leave this process: :func:`predict_members` runs them in
+    threads here.
     """
     k = len(estimators)
     names = names if names is not None else [type(e).__name__ for e in estimators]
@@ -223,12 +238,14 @@ def _cross_val_predict(est, X, y, cv, method, params, name, verbose):
 def predict_members(names, members, X, method, *, memory=None, n_jobs=None):
     """Each member's ``method`` output on ``X``, as float64 arrays.
 
-    Runs in threads (Keras models and fitted estimators are not copied) and
-    serves results from ``memory`` where possible. Raises a ``ValueError``
-    naming the first member whose output is not finite.
+    Runs in threads of this process, also under another joblib backend
+    (e.g. ``parallel_config(backend="dask")``): Keras models and fitted
+    estimators are neither copied nor sent anywhere. Serves results from
+    ``memory`` where possible. Raises a ``ValueError`` naming the first
+    member whose output is not finite.
     """
-    x_hash = joblib.hash(X) if memory is not None else None
-    outputs = Parallel(n_jobs=n_jobs, prefer="threads")(
+    x_hash = input_hash(X) if memory is not None else None
+    outputs = Parallel(n_jobs=n_jobs, backend="threading")(
         delayed(_predict)(name, member, method, X, memory, x_hash) for name, member in zip(names, members)
     )
     return [check_output(name, out) for name, out in zip(names, outputs)]

@@ -1,0 +1,298 @@
+"""Predictions over data larger than memory: chunk by chunk, from memory-mapped files, text files or Dask arrays.
+
+>>> import numpy as np, ensemble
+>>> X = np.load("images.npy", mmap_mode="r")                                     # doctest: +SKIP
+>>> ensemble.predict_chunked(blend, X, out="proba.npy")                           # doctest: +SKIP
+>>> ensemble.predict_chunked(zoo.load("imdb_bow"), "reviews.txt", out="p.npy")   # doctest: +SKIP
+
+The input is read ``chunk_size`` rows at a time and each chunk is predicted
+on its own, so memory holds one chunk of inputs and outputs whatever the
+number of rows: pages of a memory-mapped input are released from this
+process once their chunk is done (they stay in the file system's cache,
+which the kernel frees as needed), and the output goes to a ``.npy`` file
+written chunk by chunk, under a temporary name renamed into place at the end
+(an error leaves no partial file). :func:`data_hash` hashes an input the same
+way, chunk by chunk; the prediction cache keys outputs with it.
+"""
+
+import hashlib
+import mmap
+import os
+import sys
+
+import numpy as np
+
+from ensemble._keras import KerasMember, is_keras_model
+
+__all__ = ["TextLines", "data_hash", "iter_chunks", "open_input", "predict_chunked"]
+
+DEFAULT_CHUNK_SIZE = 10_000
+_HASH_CHUNK_BYTES = 16 << 20  # rows hashed at a time: about 16 MiB
+_HASH_FORMAT = b"ensemble-data-v1\0"
+
+
+class TextLines:
+    """The non-blank lines of a UTF-8 text file (one review per line), read lazily.
+
+    Lines are split as :meth:`str.splitlines` splits them and lines holding
+    only whitespace are skipped, as ``zoo predict`` reads a text file. The
+    file is read once when the object is created, to count the lines and
+    check the encoding (a ``ValueError`` names the first undecodable line),
+    and again for each pass over :func:`iter_chunks`; it is never held in
+    memory.
+
+    Parameters
+    ----------
+    path : path
+        A UTF-8 text file.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._n = sum(len(lines) for lines in self._batches(DEFAULT_CHUNK_SIZE))
+
+    def __len__(self):
+        return self._n
+
+    def __repr__(self):
+        return f"TextLines({self.path!r}, {self._n} lines)"
+
+    @property
+    def shape(self):
+        return (self._n,)
+
+    def _batches(self, size):
+        """Lists of at most ``size`` non-blank lines, in order."""
+        batch = []
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{self.path}: line {number} is not UTF-8 text ({exc.reason})") from None
+                batch.extend(line for line in text.splitlines() if line.strip())
+                if len(batch) >= size:
+                    yield batch[:size]
+                    batch = batch[size:]
+        if batch:
+            yield batch
+
+
+def open_input(X):
+    """``X`` ready for :func:`iter_chunks`: a path is opened, anything else is returned as is.
+
+    A ``.npy`` file is opened memory-mapped (read-only, no pickle); any
+    other file is read as text, one example per line (:class:`TextLines`).
+    """
+    if isinstance(X, (str, os.PathLike)):
+        if os.fspath(X).endswith(".npy"):
+            return np.load(X, mmap_mode="r", allow_pickle=False)
+        return TextLines(X)
+    return X
+
+
+def iter_chunks(X, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Yield ``(start, stop, chunk)`` over the rows of ``X``, ``chunk_size`` rows at a time.
+
+    ``X`` is an array (a memory-mapped one is read chunk by chunk and its
+    pages are released after each chunk), a Dask array (each chunk is
+    computed on its own), a :class:`TextLines`, a data frame or a sequence.
+    Chunks are NumPy arrays (slices of a data frame for a data frame);
+    lines of text come as 1-D object arrays of strings.
+    """
+    chunk_size = _check_chunk_size(chunk_size)
+    if isinstance(X, TextLines):
+        start = 0
+        for lines in X._batches(chunk_size):
+            yield start, start + len(lines), np.array(lines, dtype=object)
+            start += len(lines)
+        return
+    n = _num_rows(X)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        if hasattr(X, "iloc"):  # a data frame: rows, columns kept
+            yield start, stop, X.iloc[start:stop]
+            continue
+        part = X[start:stop]
+        if _is_dask_array(part):
+            part = part.compute()
+        yield start, stop, np.asarray(part)
+        _release(X)
+
+
+def data_hash(X, *, chunk_size=None):
+    """sha256 (hex) of ``X``'s type, shape and values, computed chunk by chunk.
+
+    Never holds more than a chunk of ``X``: the same digest for an array in
+    memory, the same array memory-mapped, as a Dask array or, for text, as
+    a :class:`TextLines`, and for any ``chunk_size``.
+
+    Parameters
+    ----------
+    X : ndarray, numpy.memmap, dask array or TextLines
+        Numbers, booleans, fixed-width strings, or an object array of
+        ``str``/``bytes`` (raw text).
+    chunk_size : int, default=None
+        Rows hashed at a time (default: about 16 MiB of them).
+
+    Raises
+    ------
+    TypeError
+        For other inputs (lists, data frames, sparse matrices, object
+        arrays of other things); hash those another way.
+    """
+    text = isinstance(X, TextLines) or getattr(X, "dtype", None) == object
+    if not (text or isinstance(X, np.ndarray) or _is_dask_array(X)):
+        raise TypeError(f"data_hash takes arrays and TextLines, not {type(X).__name__}")
+    dtype = np.dtype(object) if isinstance(X, TextLines) else np.dtype(X.dtype)
+    if not text and dtype.kind not in "biufcUSmM":
+        raise TypeError(f"data_hash cannot hash arrays of dtype {dtype}")
+    shape = tuple(int(s) for s in X.shape)
+    if chunk_size is None:
+        row_bytes = max(1, dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
+        chunk_size = DEFAULT_CHUNK_SIZE if text else max(1, _HASH_CHUNK_BYTES // row_bytes)
+    digest = hashlib.sha256(_HASH_FORMAT)
+    digest.update(f"{'text' if text else 'array'}\0{dtype.str}\0{shape}\0".encode())
+    for _, _, chunk in iter_chunks(X, chunk_size):
+        if text:
+            _update_text(digest, chunk)
+        else:
+            digest.update(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+    return digest.hexdigest()
+
+
+def _update_text(digest, chunk):
+    for item in chunk.flat:
+        if isinstance(item, str):
+            data = b"s" + item.encode("utf-8", "surrogatepass")
+        elif isinstance(item, bytes):
+            data = b"b" + item
+        else:
+            raise TypeError(f"data_hash hashes object arrays of str or bytes, not {type(item).__name__}")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+
+def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_CHUNK_SIZE, out=None, progress=None):
+    """``estimator``'s ``method`` output on ``X``, computed ``chunk_size`` rows at a time.
+
+    Parameters
+    ----------
+    estimator : fitted estimator, ensemble or keras.Model
+        A Keras model predicts through :class:`~ensemble.KerasMember`
+        (class probabilities, columns in output order).
+    X : array, numpy.memmap, dask array, TextLines or path
+        The inputs. A path to a ``.npy`` file is opened memory-mapped; any
+        other path is a UTF-8 text file, one example per line (see
+        :class:`TextLines`).
+    method : str, default="predict_proba"
+    chunk_size : int, default=10000
+        Rows predicted at a time: memory holds one chunk of inputs and
+        outputs (plus the estimator's own needs).
+    out : path, default=None
+        Write the outputs to this ``.npy`` file, chunk by chunk, under a
+        temporary name renamed onto ``out`` once every chunk is done (an
+        error leaves ``out`` as it was and no partial file). Without it the
+        outputs are returned in memory.
+    progress : bool, default=None
+        A progress bar over the rows on stderr; by default only when stderr
+        is a terminal.
+
+    Returns
+    -------
+    ndarray
+        The outputs, one row per row of ``X``: in memory, or with ``out``
+        the written file opened memory-mapped (read-only).
+    """
+    X = open_input(X)
+    n = _num_rows(X)
+    if n == 0:
+        raise ValueError("X has no rows to predict")
+    if is_keras_model(estimator):
+        estimator = KerasMember(estimator)
+    if not hasattr(estimator, method):
+        raise ValueError(f"{type(estimator).__name__} has no {method}()")
+    predict = getattr(estimator, method)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n, unit="rows", unit_scale=True, desc=method, file=sys.stderr, leave=False,
+              disable=None if progress is None else not progress) as bar:
+        if out is None:
+            return _predict_into(predict, X, n, chunk_size, bar, None)
+        from zoo._files import atomic_path
+
+        with atomic_path(out, suffix=".npy") as tmp:
+            _predict_into(predict, X, n, chunk_size, bar, tmp)
+    return np.load(out, mmap_mode="r", allow_pickle=False)
+
+
+def _predict_into(predict, X, n, chunk_size, bar, path):
+    """Fill an array (``path`` None) or the ``.npy`` file ``path`` with the outputs, chunk by chunk."""
+    result, fh = None, None
+    try:
+        for start, stop, chunk in iter_chunks(X, chunk_size):
+            output = np.asarray(predict(chunk))
+            if output.ndim == 0 or len(output) != stop - start:
+                raise ValueError(f"the estimator gave {output.shape[:1] or 'no'} rows of output for {stop - start} rows of input")
+            if start == 0:
+                shape, dtype = (n, *output.shape[1:]), output.dtype
+                if path is None:
+                    result = np.empty(shape, dtype=dtype)
+                else:
+                    fh = _open_npy(path, shape, dtype)
+            elif output.shape[1:] != shape[1:] or not np.can_cast(output.dtype, dtype, "same_kind") or output.dtype.itemsize > dtype.itemsize:
+                raise ValueError(f"rows {start}-{stop}: outputs of shape {output.shape[1:]} and dtype {output.dtype}, "
+                                 f"unlike the first chunk's {shape[1:]} {dtype}")
+            if fh is None:
+                result[start:stop] = output
+            else:
+                fh.write(memoryview(np.ascontiguousarray(output, dtype=dtype)).cast("B"))
+            bar.update(stop - start)
+    finally:
+        if fh is not None:
+            fh.close()
+    return result
+
+
+def _open_npy(path, shape, dtype):
+    """``path`` as a ``.npy`` file of ``shape`` and ``dtype``, open for writing its data from the start."""
+    if dtype.hasobject:
+        raise ValueError(f"outputs of dtype {dtype} cannot be written to a .npy file (it would need pickle)")
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # writes the header, sizes the file
+    offset = header.offset
+    del header
+    fh = open(path, "r+b")  # noqa: SIM115 (closed by the caller)
+    fh.seek(offset)
+    return fh
+
+
+def _check_chunk_size(chunk_size):
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _num_rows(X):
+    shape = getattr(X, "shape", None)
+    if shape is not None:
+        if len(shape) == 0:
+            raise ValueError("X is a single value (a 0-d array); expected one row per example")
+        if shape[0] is None or shape[0] != shape[0]:  # a Dask array of unknown length (nan)
+            raise ValueError("X has an unknown number of rows (a Dask array with unknown chunk sizes: call compute_chunk_sizes())")
+        return int(shape[0])
+    return len(X)
+
+
+def _is_dask_array(X):
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "compute") and hasattr(X, "chunks")
+
+
+def _release(X):
+    """Drop a read-only or shared memory map's pages from this process (they stay in the page cache)."""
+    mm = getattr(X, "_mmap", None)
+    if mm is None or getattr(X, "mode", "c") not in ("r", "r+", "w+") or not hasattr(mm, "madvise"):
+        return
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):  # a closed map, or a platform without it: pages stay until the kernel needs them
+        pass
