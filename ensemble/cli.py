@@ -225,14 +225,51 @@ def _load_data(args, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def _data_sha256(X, y) -> str:
+    """sha256 of the data, read chunk by chunk (``X`` may be memory-mapped or a text file's lines)."""
+    from ensemble.chunked import TextLines, iter_chunks
+
     digest = hashlib.sha256()
-    if X.dtype == object:
-        for text in X:
-            digest.update(str(text).encode("utf-8") + b"\0")
-    else:
-        digest.update(str(X.shape).encode() + np.ascontiguousarray(X).tobytes())
-    digest.update(np.asarray(y).astype(str).tobytes())
+    text = isinstance(X, TextLines) or X.dtype == object
+    if not text:
+        digest.update(str(X.shape).encode())
+    for _, _, chunk in iter_chunks(X):
+        if text:
+            for item in chunk:
+                digest.update(str(item).encode("utf-8") + b"\0")
+        else:
+            digest.update(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+    for _, _, chunk in iter_chunks(y):
+        digest.update(chunk.astype(str).tobytes())
     return digest.hexdigest()
+
+
+def _open_xy(args) -> tuple[object, np.ndarray, dict]:
+    """``--x`` (a memory-mapped .npy array or a text file's lines) and ``--y`` (a memory-mapped .npy array)."""
+    from ensemble.chunked import open_input
+
+    if args.data:
+        raise UsageError("give --x and --y, or --data, not both")
+    if not (args.x and args.y):
+        raise UsageError("--x and --y go together: the inputs and their labels")
+    for option, path in (("--x", args.x), ("--y", args.y)):
+        if not Path(path).is_file():
+            raise UsageError(f"{option} {path}: no such file")
+    if Path(args.x).suffix == ".npz" or Path(args.y).suffix != ".npy":
+        raise UsageError("--x takes a .npy array or a text file (one review per line), --y a .npy array; for an .npz file use --data")
+    try:
+        X = open_input(args.x)
+        y = np.load(args.y, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read --x {args.x} / --y {args.y}: {exc}") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.dtype.kind not in "biuUS":
+        raise UsageError(f"--y {args.y}: expected one label per row (integers or strings), got shape {y.shape} and dtype {y.dtype}")
+    if len(X) != len(y):
+        raise UsageError(f"--x {args.x} has {len(X)} rows but --y {args.y} has {len(y)} labels")
+    if len(y) == 0:
+        raise UsageError(f"--x {args.x} holds no examples")
+    return X, y, {"x": str(args.x), "y": str(args.y), "n": len(y), "sha256": _data_sha256(X, y)}
 
 
 def _memory(args):
@@ -417,28 +454,75 @@ def _cmd_evaluate(args):
     used = [(n, est) for n, est in model.named_estimators_.items() if not isinstance(est, str)]  # "drop" left out
     datasets = _member_datasets(model)
     _check_datasets([_Member(n, "", "", "", None, d) for (n, _), d in zip(used, datasets)], args.dataset)
-    X, y, where = _load_data(args, args.split)
+    X, y, where = _open_xy(args) if args.x or args.y else _load_data(args, args.split)
     if where["sha256"] == fitted_on.get("sha256"):
         print("note: these are the data the ensemble was fitted on; its scores here are optimistic", file=sys.stderr)
-    memory = _memory(args)
-    probas = _member_probabilities([n for n, _ in used], [e for _, e in used], X, memory, args.quiet)
-    model.set_params(memory=memory)
-    _, y_index = _classes_and_index(model, y)
+    member_scores, ensemble_scores = _evaluate_in_chunks(model, used, X, y, _memory(args), args)
     weights = getattr(model, "weights_", None)
     recorded = {r.get("name"): r for r in metadata.get("members", []) if isinstance(r, dict)}
     rows = []
-    for (name, _), p in zip(used, probas):
-        row = {"name": name, **{k: recorded.get(name, {}).get(k) for k in ("kind", "source", "sha256")}, "scores": _scores(y_index, _columns_of(model, name, p))}
+    for (name, _), member_score in zip(used, member_scores):
+        row = {"name": name, **{k: recorded.get(name, {}).get(k) for k in ("kind", "source", "sha256")}, "scores": member_score}
         if weights is not None:
             row["weight"] = float(weights[names.index(name)])
         rows.append(row)
-    ensemble_scores = _scores(y_index, model.predict_proba(X))
     label = str(metadata.get("label") or type(model).__name__)
-    split = where.get("split", where.get("data"))
+    split = where.get("split", where.get("data", where.get("x")))
     data = {"ensemble": label, "evaluated_on": where, "members": rows, "ensemble_scores": ensemble_scores}
     best = max(r["scores"]["accuracy"] for r in rows)
     data["gain_over_best_member_points"] = round(100 * (ensemble_scores["accuracy"] - best), 4)
     return _report([{**r, split: r["scores"]} for r in rows], ensemble_scores, split, label, weights=weights is not None, data=data)
+
+
+def _evaluate_in_chunks(model, used, X, y, memory, args) -> tuple[list[dict], dict]:
+    """Each member's scores and the ensemble's on ``X, y``, predicted ``--chunk-size`` rows at a time.
+
+    Memory holds one chunk: member outputs go through the prediction cache
+    chunk by chunk, and the scores are sums over the chunks.
+    """
+    from tqdm.auto import tqdm
+
+    from ensemble._cache import check_cache
+    from ensemble._members import check_keras_inputs, predict_members
+    from ensemble.chunked import iter_chunks
+
+    classes = np.asarray(model.classes_)
+    labels = set()
+    for _, _, chunk in iter_chunks(y, args.chunk_size):
+        labels.update(np.unique(chunk).tolist())
+    _check_labels(classes, np.array(sorted(labels)))
+    names, estimators = [n for n, _ in used], [e for _, e in used]
+    cache = check_cache(memory)
+    model.set_params(memory=memory)
+    members, whole = [_RunningScores() for _ in used], _RunningScores()
+    with tqdm(total=len(y), unit="rows", unit_scale=True, desc="predictions", file=sys.stderr, leave=False,
+              disable=True if args.quiet else None) as bar:
+        for start, stop, chunk in iter_chunks(X, args.chunk_size):
+            y_index = np.searchsorted(classes, np.asarray(y[start:stop]))
+            check_keras_inputs(names, estimators, chunk)
+            probas = predict_members(names, estimators, chunk, "predict_proba", memory=cache)
+            for running, name, proba in zip(members, names, probas):
+                running.add(y_index, _columns_of(model, name, np.asarray(proba, dtype=np.float64)))
+            whole.add(y_index, model.predict_proba(chunk))
+            bar.update(stop - start)
+    return [m.result() for m in members], whole.result()
+
+
+class _RunningScores:
+    """Accuracy and log loss summed over chunks: ``zoo.models.scores`` of all the rows at the end."""
+
+    def __init__(self):
+        self.n, self.correct, self.loss = 0, 0, 0.0
+
+    def add(self, y_index: np.ndarray, proba: np.ndarray) -> None:
+        from sklearn.metrics import log_loss
+
+        self.n += len(y_index)
+        self.correct += int(np.sum(proba.argmax(axis=1) == y_index))
+        self.loss += log_loss(y_index, proba, labels=np.arange(proba.shape[1]), normalize=False)
+
+    def result(self) -> dict[str, float]:
+        return {"accuracy": self.correct / self.n, "log_loss": self.loss / self.n}
 
 
 def _columns_of(model, name, proba):
@@ -682,6 +766,9 @@ def build_parser():
     p.add_argument("path", metavar="DIR")
     trust_args(p)
     data_args(p, "test")
+    p.add_argument("--x", metavar="X.npy|TEXT", help="inputs larger than memory: a .npy array (memory-mapped) or a UTF-8 text file, one review per line")
+    p.add_argument("--y", metavar="Y.npy", help="the labels of --x, a .npy array (memory-mapped)")
+    p.add_argument("--chunk-size", type=positive_int, default=10_000, metavar="N", help="rows predicted at a time (default: 10000)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("convert", parents=[common], help="convert a version 0.1 weights.json or stack folder to a saved-ensemble folder")
