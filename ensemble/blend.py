@@ -238,7 +238,7 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     memory : str, joblib.Memory or None, default=None
         Folder caching member predictions (a ``joblib.Memory`` gives its
         location): sha256-verified ``.npy`` files keyed by member fingerprint,
-        method and ``joblib.hash(X)``, never unpickled.
+        method and ``ensemble.chunked.data_hash(X)`` (read chunk by chunk), never unpickled.
     n_jobs : int, default=None
         Parallel member fits (processes) and predictions (threads).
     random_state : int, RandomState instance or None, default=None
