@@ -164,7 +164,7 @@ def test_a_complete_study_starts_nothing_and_a_library_of_another_storage_is_ref
     assert again["trials"]["complete"] == 4 and len(study_of(library).trials) == 4 and again["wall_seconds"] < 30
 
     other = f"sqlite:///{tmp_path / 'other.db'}"  # its study knows none of the library's trials
-    with pytest.raises(ValueError, match="holds mnist_mlp_t0000, a trial that study 'mnist_mlp' of this storage does not know"):
+    with pytest.raises(ValueError, match=r"holds mnist_mlp_t000\d, a trial that study 'mnist_mlp' of this storage does not know"):
         zoo.search("mnist_mlp", library=library, n_trials=4, X=X, y=y, client=address, storage=other, **SMOKE)
     assert optuna.load_study(study_name="mnist_mlp", storage=other).trials == []
 

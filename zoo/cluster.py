@@ -21,20 +21,25 @@ Decisions:
   the search before any trial runs.
 - Heartbeats: the loop running a trial records one every ``heartbeat`` seconds.
   A trial silent for three intervals (its worker was killed or lost) is failed
-  and queued again with the same values by Optuna's ``RetryFailedTrialCallback``
-  (up to three times), by whichever loop or coordinator sees it first; the
-  failed attempt does not count, so the study still completes ``n_trials``.
-- Data: every worker reads the data itself: a zoo dataset from the coordinator's
-  absolute data folder (the same path on every machine), or the user's arrays,
-  scattered once to the workers; a loop keeps them in a private scratch file
-  that its trial processes read after checking its sha256.
+  and queued again with the same values by Optuna's retry callback
+  (``RetryHeartbeatStaleTrialCallback``, before Optuna 4.9
+  ``RetryFailedTrialCallback``; up to three times), by whichever loop or
+  coordinator sees it first; the failed attempt does not count, so the study
+  still completes ``n_trials``. A trial process that dies while its worker
+  lives is failed and queued again at once.
+- Data: every worker reads the data itself: a zoo dataset from the
+  coordinator's absolute data folder where that path exists on the worker's
+  machine, else from the worker's own (``ZOO_DATA_DIR``; files downloaded
+  there if missing, checked by sha256); or the user's arrays, scattered once to
+  the workers, which a loop keeps in a private scratch file that its trial
+  processes read after checking its sha256.
 - Library: workers never touch the library folder, so no shared file system is
   needed. A trained trial stays RUNNING, its heartbeat going, while its weights
   and entry travel to the coordinator as a Dask future; the coordinator writes
   the files and then the entry atomically (``zoo.library.write_trial``), then
   marks the trial COMPLETE. A result for a trial no longer running is dropped;
-  an entry whose trial failed before it was marked complete is removed, then or
-  the next time a cluster search opens the library. Every complete trial thus
+  an entry whose trial failed before it was marked complete (the coordinator
+  died in between) is removed when a cluster search starts or ends. Every complete trial thus
   has exactly one entry, and no other trial has one.
 - Errors: an unreachable scheduler or storage, a cluster without workers, or a
   worker that cannot reach the storage raise ``ValueError`` before any trial
@@ -503,7 +508,8 @@ def _attempt(job: dict, trial, out: Path, threads: int, cancelled) -> dict:
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         env.setdefault(name, str(max(1, threads)))  # the worker's threads, read when TensorFlow starts
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env["ZOO_CACHE_DIR"] = job["config"]["cache_dir"]
+    if os.path.isdir(job["config"]["cache_dir"]):  # else (another machine) the worker's own
+        env["ZOO_CACHE_DIR"] = job["config"]["cache_dir"]
     code = "from zoo.cluster import _trial_process; _trial_process()"
     process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=env, cwd=out)
     trial.set_user_attr("trial_pid", process.pid)
@@ -606,10 +612,13 @@ def _train(job: dict) -> dict:
     import optuna
 
     from zoo._files import verify
+    from zoo.datasets import resolve_data_dir
     from zoo.library import prepare_trial
     from zoo.tuning import _fit_trial, _load_data, _start_tensorflow
 
     config = job["config"]
+    if not os.path.isdir(config["data_dir"]):  # another machine: the worker's own data folder (ZOO_DATA_DIR)
+        config = {**config, "data_dir": str(resolve_data_dir().absolute())}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _start_tensorflow(1)
     arrays = None
