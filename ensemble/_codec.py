@@ -44,7 +44,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 TRUSTED_TYPES = (
     "ensemble.preprocessing.Flatten",
     "zoo.estimator.ZooClassifier",  # restores its model from builder code and weight arrays
-    "zoo.nbsvm.NBSVMClassifier",  # vocabulary (a JSON string) and weight arrays
+    "zoo.nbsvm.NBSVMClassifier",  # a compressed JSON vocabulary and weight arrays
     "zoo.nbsvm.NBMLPClassifier",
 
     "sklearn.tree._tree.Tree",
