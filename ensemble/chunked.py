@@ -1,4 +1,4 @@
-"""Predictions over data larger than memory: chunk by chunk, from memory-mapped files, text files or Dask arrays.
+r"""Predictions over data larger than memory: chunk by chunk, from memory-mapped files, text files or Dask arrays.
 
 >>> import numpy as np, ensemble
 >>> X = np.load("images.npy", mmap_mode="r")                                     # doctest: +SKIP
@@ -13,6 +13,20 @@ which the kernel frees as needed), and the output goes to a ``.npy`` file
 written chunk by chunk, under a temporary name renamed into place at the end
 (an error leaves no partial file). :func:`data_hash` hashes an input the same
 way, chunk by chunk; the prediction cache keys outputs with it.
+
+Text files follow one rule, here and wherever the package or ``zoo`` reads
+reviews from a file (``zoo predict``, ``ensemble evaluate --x``): one review
+per ``\n``-terminated line (the last line may lack its ``\n``), a ``\r``
+before the ``\n`` removed (``\r\n`` files read as ``\n`` files). Every other
+character Python's :meth:`str.splitlines` would split on (``\x0b``, ``\x0c``,
+``\x1c``-``\x1e``, U+0085, U+2028, U+2029, a lone ``\r``) stays inside its
+review. An empty line (empty or whitespace only) is refused with a
+``ValueError`` naming the file and the line, rather than skipped or
+predicted: either would break the rule that row ``i`` of the predictions is
+line ``i + 1`` of the file, which makes the count of predictions always the
+count of lines; and an empty line in a file of one review per line is almost
+always a mistake (a review cut in two, a stray blank line) better fixed at
+its source. Undecodable UTF-8 is refused the same way, naming its line.
 """
 
 import hashlib
@@ -24,7 +38,7 @@ import numpy as np
 
 from ensemble._keras import KerasMember, is_keras_model
 
-__all__ = ["TextLines", "data_hash", "iter_chunks", "open_input", "predict_chunked"]
+__all__ = ["TextLines", "data_hash", "iter_chunks", "open_input", "predict_chunked", "read_lines"]
 
 DEFAULT_CHUNK_SIZE = 10_000
 _HASH_CHUNK_BYTES = 16 << 20  # rows hashed at a time: about 16 MiB
@@ -32,19 +46,27 @@ _HASH_FORMAT = b"ensemble-data-v1\0"
 
 
 class TextLines:
-    """The non-blank lines of a UTF-8 text file (one review per line), read lazily.
+    r"""The lines of a UTF-8 text file, one review per line, read lazily.
 
-    Lines are split as :meth:`str.splitlines` splits them and lines holding
-    only whitespace are skipped, as ``zoo predict`` reads a text file. The
-    file is read once when the object is created, to count the lines and
-    check the encoding (a ``ValueError`` names the first undecodable line),
-    and again for each pass over :func:`iter_chunks`; it is never held in
-    memory.
+    Line ``i + 1`` of the file is row ``i``: lines end at ``\n`` only (a
+    ``\r`` before it is removed; other separators such as U+0085 or U+2028
+    stay in the review) and an empty or whitespace-only line is refused (see
+    the module's docstring). The file is read once when the object is
+    created, to count the lines and check them, and again for each pass over
+    :func:`iter_chunks` (which raises a ``ValueError`` if the file no longer
+    has that many lines); it is never held in memory. Its :func:`data_hash`
+    is that of an object array of the same lines.
 
     Parameters
     ----------
     path : path
         A UTF-8 text file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the 1-based number of its first empty or
+        undecodable line.
     """
 
     def __init__(self, path):
@@ -61,28 +83,72 @@ class TextLines:
     def shape(self):
         return (self._n,)
 
-    def _batches(self, size):
-        """Lists of at most ``size`` non-blank lines, in order."""
-        batch = []
-        with open(self.path, "rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ValueError(f"{self.path}: line {number} is not UTF-8 text ({exc.reason})") from None
-                batch.extend(line for line in text.splitlines() if line.strip())
-                if len(batch) >= size:
-                    yield batch[:size]
-                    batch = batch[size:]
+    def _batches(self, size, expected=None):
+        """Lists of at most ``size`` lines, in order; a ``ValueError`` unless there are ``expected`` lines."""
+        batch, count = [], 0
+        for line in _iter_lines(self.path):
+            count += 1
+            if expected is not None and count > expected:
+                break
+            batch.append(line)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if expected is not None and count != expected:  # rows would be missing or extra in the outputs
+            now = "more than" if count > expected else f"{count} lines now, not"
+            raise ValueError(f"{self.path}: {now} the {expected} lines counted when it was opened (was it changed since?)")
         if batch:
             yield batch
 
 
+def read_lines(path):
+    r"""The lines of a UTF-8 text file, one review per line, as a list of strings.
+
+    The whole file in memory, under :class:`TextLines`' rule: ``\n`` ends a
+    line, a ``\r`` before it is removed, other separators stay in the line,
+    and an empty or whitespace-only line is refused.
+
+    Parameters
+    ----------
+    path : path
+        A UTF-8 text file.
+
+    Returns
+    -------
+    list of str
+        Line ``i + 1`` of the file at index ``i``; empty for an empty file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the 1-based number of its first empty or
+        undecodable line.
+    """
+    return list(_iter_lines(os.fspath(path)))
+
+
+def _iter_lines(path):
+    """The reviews of text file ``path``, one per line, checked (the module's rule)."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):  # a binary file splits at b"\n" only
+            if raw.endswith(b"\n"):
+                raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: line {number} is not UTF-8 text ({exc.reason})") from None
+            if not line.strip():
+                raise ValueError(f"{path}: line {number} is empty (one review per line: remove the line or put its review on it)")
+            yield line
+
+
 def open_input(X):
-    """``X`` ready for :func:`iter_chunks`: a path is opened, anything else is returned as is.
+    r"""``X`` ready for :func:`iter_chunks`: a path is opened, anything else is returned as is.
 
     A ``.npy`` file is opened memory-mapped (read-only, no pickle); any
-    other file is read as text, one example per line (:class:`TextLines`).
+    other file is read as text, one example per ``\n``-terminated line
+    (:class:`TextLines`: an empty line or undecodable text raises a
+    ``ValueError`` naming the file and the line).
     """
     if isinstance(X, (str, os.PathLike)):
         if os.fspath(X).endswith(".npy"):
@@ -103,7 +169,7 @@ def iter_chunks(X, chunk_size=DEFAULT_CHUNK_SIZE):
     chunk_size = _check_chunk_size(chunk_size)
     if isinstance(X, TextLines):
         start = 0
-        for lines in X._batches(chunk_size):
+        for lines in X._batches(chunk_size, len(X)):
             yield start, start + len(lines), np.array(lines, dtype=object)
             start += len(lines)
         return
@@ -174,7 +240,7 @@ def _update_text(digest, chunk):
 
 
 def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_CHUNK_SIZE, out=None, progress=None):
-    """``estimator``'s ``method`` output on ``X``, computed ``chunk_size`` rows at a time.
+    r"""``estimator``'s ``method`` output on ``X``, computed ``chunk_size`` rows at a time.
 
     Parameters
     ----------
@@ -183,8 +249,8 @@ def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_
         (class probabilities, columns in output order).
     X : array, numpy.memmap, dask array, TextLines or path
         The inputs. A path to a ``.npy`` file is opened memory-mapped; any
-        other path is a UTF-8 text file, one example per line (see
-        :class:`TextLines`).
+        other path is a UTF-8 text file, one example per ``\n``-terminated
+        line, empty lines refused (see :class:`TextLines`).
     method : str, default="predict_proba"
     chunk_size : int, default=10000
         Rows predicted at a time: memory holds one chunk of inputs and

@@ -93,9 +93,10 @@ def test_predict_npy_npz_png_and_text(tmp_path):
     png = json.loads(run_zoo("predict", "fashion_mnist_mlp", tmp_path / "img0.png", tmp_path / "img1.png", "--json").stdout)
     assert [r["class_index"] for r in png] == [r["class_index"] for r in rows[:2]]
     reviews = tmp_path / "reviews.txt"
-    reviews.write_text("An absolute masterpiece, brilliant acting and a moving story.\n\nTerrible. Boring plot, awful acting, a waste of time.\n")
+    reviews.write_text("An absolute masterpiece, brilliant acting and a moving story.\nTerrible. Boring plot, awful acting, a waste of time.\n")
     text_rows = json.loads(run_zoo("predict", "imdb_bow", reviews, "--json").stdout)
     assert [r["label"] for r in text_rows] == ["positive", "negative"]
+    assert [r["input"] for r in text_rows] == ["reviews.txt line 1", "reviews.txt line 2"]  # an empty line is refused: tests/test_text_lines.py
     assert "label" in run_zoo("predict", "imdb_bow", reviews).stdout
 
 

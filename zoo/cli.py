@@ -199,10 +199,14 @@ def _read_input(entry: dict, path: Path):
         return _read_png(path, entry["input"]["shape"])[None], [path.name]
     if not text_model:
         raise UsageError(f"{entry['name']} is an image model; give .npy/.npz arrays or PNG images, not {path.name}")
+    from ensemble.chunked import read_lines
+
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = read_lines(path)  # the one rule for review files: see ensemble.chunked
+    except OSError as exc:
         raise UsageError(f"cannot read {path} as UTF-8 text: {exc}") from None
+    except ValueError as exc:  # an empty or undecodable line: the message names the file and the line
+        raise UsageError(str(exc)) from None
     if not lines:
         raise UsageError(f"{path} holds no reviews (one review per line)")
     return np.array(lines, dtype=object), [f"{path.name} line {i + 1}" for i in range(len(lines))]
@@ -286,15 +290,21 @@ def _predict_to_file(entry: dict, args):
     if not path.is_file():
         raise UsageError(f"input file {path} does not exist")
     _check_output_file(args.out, "--out")
-    try:
-        if path.suffix == ".npy":
-            X = np.load(path, mmap_mode="r", allow_pickle=False)
-        elif path.suffix == ".npz" or path.suffix.lower() == ".png" or entry["input"]["dtype"] != "string":
-            X, _ = _read_input(entry, path)  # small inputs, read whole; refuses text for image models
-        else:
-            X = TextLines(path)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    if path.suffix in (".npy", ".npz") or path.suffix.lower() == ".png" or entry["input"]["dtype"] != "string":
+        try:
+            if path.suffix == ".npy":
+                X = np.load(path, mmap_mode="r", allow_pickle=False)
+            else:
+                X, _ = _read_input(entry, path)  # small inputs, read whole; refuses text for image models
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+    else:
+        try:
+            X = TextLines(path)  # every line counted and checked now, before any prediction
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+        except ValueError as exc:  # an empty or undecodable line: the message names the file and the line
+            raise UsageError(str(exc)) from None
     if len(X) == 0:
         raise UsageError(f"{path} holds no examples")
     _check_input(entry, next(iter_chunks(X, 64))[2], str(path))  # shape and dtype now; values chunk by chunk
