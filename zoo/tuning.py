@@ -48,6 +48,15 @@
   count. A trial that raises fails (its error in the user attribute
   ``error``) and stops the search, as in ``Study.optimize``.
 - ``timeout``: no trial starts after it; running trials finish.
+- Every argument is checked before the library folder, a storage or a study
+  is created or changed (a ``storage`` URL is then checked by opening it, a
+  cluster by reaching it), so a refused argument leaves nothing behind and
+  records nothing in a study that would then refuse later runs. That
+  includes ``subset``: its early-stopping slice of ``max(subset // 4, 32)``
+  must leave examples to fit on, in the user's data or the zoo dataset's
+  ``train`` split (whose size is known without reading it).
+- Worker processes on this machine read a ``data`` file again; one whose
+  arrays' sha256 is no longer the study's is refused, never trained on.
 - ``client``: the trials run on a Dask cluster instead (``zoo.cluster``):
   one loop per worker, an RDB storage with heartbeats, the library written
   by this process.
@@ -200,10 +209,11 @@ def search(
     if subset is not None:
         es = max(subset // 4, 32)
         base["early_stopping_size"] = es
+        examples, where = (data_info["examples"], "the data") if data_info is not None else (_train_examples(dataset), f"{dataset}'s train split")
+        if examples <= es:
+            raise ValueError(f"subset={subset}: {where} has {examples} examples, too few for an early-stopping slice of {es}")
         if data_info is not None:
-            if data_info["examples"] <= es:
-                raise ValueError(f"subset={subset}: the data has {data_info['examples']} examples, too few for an early-stopping slice of {es}")
-            data_info["examples"] = min(data_info["examples"], subset + es)
+            data_info["examples"] = min(examples, subset + es)
     if base.get("early_stopping_size") is None:
         raise ValueError("a search scores trials on the early-stopping slice: the starting point needs early_stopping_size")
     resolved = resolve(builder, space)
@@ -226,14 +236,15 @@ def search(
         storage = None if storage is None else cluster.absolute_url(storage)
 
     library = Path(library).expanduser().absolute()
+    if library.exists() and not library.is_dir():
+        raise ValueError(f"library {library} exists and is not a folder")
+    # every argument is checked above, before anything is written: no library folder, storage or study yet
     with contextlib.ExitStack() as stack:
         storage_spec = ("url", storage) if storage is not None else None
         if storage_spec is not None:  # a bad URL fails here, before the library is touched
             opened = _open_storage(storage_spec) if client is None else cluster.open_storage(storage, heartbeat)
         if client is not None:
             client = stack.enter_context(cluster.connect(client, security))
-        if library.exists() and not library.is_dir():
-            raise ValueError(f"library {library} exists and is not a folder")
         from zoo.library import open_library
 
         registry = open_library(library)
@@ -314,6 +325,14 @@ def _starting_point(name: str, user_data: bool) -> tuple[str, dict, str | None]:
     params = clf.get_params(deep=False)
     params.update(verbose=0, log_dir=None)
     return clf.builder, params, dataset
+
+
+def _train_examples(dataset: str) -> int:
+    """The number of examples in a zoo dataset's ``train`` split, known without reading it (see ``zoo.datasets``)."""
+    from zoo import datasets
+
+    official = {"mnist": 60_000, "fashion_mnist": 60_000, "imdb": 25_000}[dataset]  # official training examples
+    return official - (datasets.IMDB_VALIDATION_SIZE if dataset == "imdb" else datasets.IMAGE_VALIDATION_SIZE)
 
 
 def _user_data(builder: str, X, y, data, base: dict):
@@ -719,11 +738,14 @@ def _portable(exc: BaseException, context: str) -> BaseException:
 
 
 def _load_data(config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The search's data: the user's arrays or file, or the zoo dataset's train split; cut to the subset."""
+    """The search's data: the user's arrays or file (checked against the study's sha256), or the zoo dataset's train split; cut to the subset."""
     if config["arrays"] is not None:
         X, y = config["arrays"]
-    elif config["data_path"] is not None:
-        X, y = _read_npz(config["data_path"])
+    elif config["data_path"] is not None:  # each worker reads the file again: it must hold the data the study records
+        (X, y), read = _user_data(config["builder"], None, None, config["data_path"], config["base"])
+        if read["sha256"] != config["data_info"]["sha256"]:
+            raise ValueError(f"data file {config['data_path']} changed since the search started (its data's sha256 is {read['sha256']}, "
+                             f"the study's {config['data_info']['sha256']}); refusing to train on it")
     else:
         from zoo import datasets
 
