@@ -31,8 +31,10 @@ Decisions:
   coordinator's absolute data folder where that path exists on the worker's
   machine, else from the worker's own (``ZOO_DATA_DIR``; files downloaded
   there if missing, checked by sha256); or the user's arrays, scattered once to
-  the workers, which a loop keeps in a private scratch file that its trial
-  processes read after checking its sha256.
+  the workers, which a loop keeps in a private scratch file with its sha256. A
+  trial process reads that file once, checks the sha256 of the bytes it read
+  and unpickles those same bytes: checked and then opened again to unpickle,
+  the file could be replaced in between, and unpickling runs code.
 - Library: workers never touch the library folder, so no shared file system is
   needed. A trained trial stays RUNNING, its heartbeat going, while its weights
   and entry travel to the coordinator as a Dask future; the coordinator writes
@@ -611,7 +613,6 @@ def _exit_with(parent: int) -> None:
 def _train(job: dict) -> dict:
     import optuna
 
-    from zoo._files import verify
     from zoo.datasets import resolve_data_dir
     from zoo.library import prepare_trial
     from zoo.tuning import _fit_trial, _load_data, _start_tensorflow
@@ -621,11 +622,7 @@ def _train(job: dict) -> dict:
         config = {**config, "data_dir": str(resolve_data_dir().absolute())}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _start_tensorflow(1)
-    arrays = None
-    if job["data"] is not None:
-        verify(job["data"], job["data_sha256"], "search data")  # written by the loop; checked before unpickling
-        with open(job["data"], "rb") as fh:
-            arrays = pickle.load(fh)
+    arrays = None if job["data"] is None else _read_scratch(job["data"], job["data_sha256"])
     X, y = _load_data({**config, "arrays": arrays})
     storage = open_storage(config["storage"][1], heartbeat=None)  # the loop keeps the heartbeat
     # TPE seeded with seed + the trial's number, as on one machine
@@ -635,3 +632,22 @@ def _train(job: dict) -> dict:
     clf, record = _fit_trial(trial, config, X, y)
     entry = prepare_trial(clf, job["out"], **record)
     return {"state": "complete", "value": record["objective"]["value"], "entry": entry}
+
+
+def _read_scratch(path: str, sha256: str):
+    """The arrays a loop pickled into the scratch file ``path``: read once, checked, unpickled from the bytes checked.
+
+    Raises
+    ------
+    ChecksumError
+        Unless the bytes read have the sha256 ``sha256`` recorded by the loop
+        that wrote the file; nothing is unpickled then.
+    """
+    from zoo._files import ChecksumError
+
+    with open(path, "rb") as fh:
+        blob = fh.read()
+    got = hashlib.sha256(blob).hexdigest()
+    if got != sha256:
+        raise ChecksumError(f"search data {path} has sha256 {got}, expected {sha256}; refusing to use it (corrupted, truncated or replaced?)")
+    return pickle.loads(blob)  # the bytes checked, never a second read of the file
