@@ -21,7 +21,12 @@ kind                  stored as
 
 Nothing here unpickles: every file is opened by a format that cannot run code
 (``.npy`` without pickle, HDF5 weights, safe-mode ``.keras``, XGBoost JSON)
-or by ``skops.io`` with an explicit list of trusted types.
+or by ``skops.io`` with an explicit list of trusted types. Decision trees are
+accepted only because their node arrays are checked right after loading
+(:mod:`ensemble._trees`); the other memory-unsafe structures need an opt-in.
+The decoder refuses values nested more than ``_MAX_NESTING`` deep, parts that
+contain themselves, and inline arrays that are not small arrays of numbers or
+short strings.
 """
 
 from __future__ import annotations
@@ -35,19 +40,26 @@ from pathlib import Path
 import numpy as np
 
 from ensemble._keras import KerasMember, is_keras_model
+from ensemble._trees import TREE_TYPE, check_trees
 
 _INLINE_ARRAY = 4096  # larger (or non-finite) arrays go to .npy files
+_MAX_ITEMSIZE = 1 << 16  # bytes per element of an inline string array
+_MAX_NESTING = 64  # values and parts nest at most this deep in a manifest
+_MAX_BATCH = 1 << 20  # largest batch_size of a Keras member
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 # Types and functions trusted by ensemble.load beyond skops' own defaults (scikit-learn's
 # estimators, NumPy and SciPy containers). Functions are listed one by one on purpose.
+# scikit-learn's decision-tree structure (``sklearn.tree._tree.Tree``) is accepted too, but only
+# because every loaded tree's node arrays are checked before use (ensemble._trees); the other
+# structures that skops calls memory-unsafe (TreePredictor, KDTree, BallTree) are not listed:
+# loading them needs trusted=[...].
 TRUSTED_TYPES = (
     "ensemble.preprocessing.Flatten",
     "zoo.estimator.ZooClassifier",  # restores its model from builder code and weight arrays
     "zoo.nbsvm.NBSVMClassifier",  # a compressed JSON vocabulary and weight arrays
     "zoo.nbsvm.NBMLPClassifier",
 
-    "sklearn.tree._tree.Tree",
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
     "sklearn._loss.loss.HalfSquaredError",
@@ -58,9 +70,6 @@ TRUSTED_TYPES = (
     "sklearn._loss._loss.CyHalfMultinomialLoss",
     "sklearn._loss._loss.CyHalfSquaredError",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
     "builtins.slice",
     "numpy.float64",
     "numpy.int64",
@@ -259,54 +268,75 @@ class Decoder:
         self.files = files
         self.trusted = tuple(trusted)
         self._built: dict[int, object] = {}
+        self._building: set[int] = set()
 
     def path(self, name) -> Path:
         if not isinstance(name, str) or name not in self.files:
             raise ValueError(f"the manifest refers to {name!r}, which is not one of its verified files")
         return self.folder / name
 
-    def value(self, doc):
+    def value(self, doc, depth: int = 0):
+        if depth > _MAX_NESTING:
+            raise ValueError(f"the manifest nests values more than {_MAX_NESTING} deep")
         if doc is None or isinstance(doc, (bool, int, float, str)):
             return doc
         if isinstance(doc, list):
-            return [self.value(v) for v in doc]
+            return [self.value(v, depth + 1) for v in doc]
         if not isinstance(doc, dict) or len(doc) != 1:
             raise ValueError(f"malformed value in the manifest: {str(doc)[:80]}")
         (tag, body), = doc.items()
         if tag == "$float":
             return float(body) if body in ("nan", "inf", "-inf") else _bad(doc)
         if tag == "$scalar":
-            return self.value(body)[()]
+            scalar = self.value(body, depth + 1)
+            return scalar[()] if isinstance(scalar, np.ndarray) and scalar.ndim == 0 else _bad(doc)
         if tag == "$ndarray":
-            return np.asarray(body["data"], dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+            return _inline_array(body)
         if tag == "$ndarray_object":
-            return self.value(body).astype(object)
+            strings = self.value(body, depth + 1)
+            return strings.astype(object) if isinstance(strings, np.ndarray) and strings.dtype.kind in "US" else _bad(doc)
         if tag == "$npy":
             return np.load(self.path(body), allow_pickle=False)
-        if tag == "$tuple":
-            return tuple(self.value(v) for v in body)
-        if tag == "$dict":
-            return {k: self.value(v) for k, v in body.items()}
-        if tag == "$bunch":
+        if tag == "$tuple" and isinstance(body, list):
+            return tuple(self.value(v, depth + 1) for v in body)
+        if tag in ("$dict", "$bunch") and isinstance(body, dict):
+            items = {k: self.value(v, depth + 1) for k, v in body.items()}
+            if tag == "$dict":
+                return items
             from sklearn.utils import Bunch
 
-            return Bunch(**{k: self.value(v) for k, v in body.items()})
+            return Bunch(**items)
         if tag == "$part":
             return self.part(body)
         return _bad(doc)
 
     def part(self, index):
-        if not isinstance(index, int) or not 0 <= index < len(self.records):
-            raise ValueError(f"the manifest refers to part {index!r}, which it does not define")
+        if type(index) is not int or not 0 <= index < len(self.records):
+            raise ValueError(f"the manifest refers to part {str(index)[:40]!r}, which it does not define")
         if index not in self._built:
-            self._built[index] = self._build(self.records[index])
+            if index in self._building:
+                raise ValueError(f"part {index} of the manifest contains itself")
+            if len(self._building) >= _MAX_NESTING:
+                raise ValueError(f"the manifest nests parts more than {_MAX_NESTING} deep")
+            record = self.records[index]
+            if not isinstance(record, dict):
+                raise ValueError(f"part {index} of the manifest is not a record")
+            self._building.add(index)
+            try:
+                self._built[index] = self._build(record)
+            finally:
+                self._building.discard(index)
         return self._built[index]
 
     def _build(self, record):
         kind = record.get("kind")
         if kind == "keras_member":
-            return KerasMember(self.value(record["model"]), classes=self.value(record["classes"]),
-                               batch_size=record["batch_size"], task=record["task"])
+            batch_size, task = record["batch_size"], record["task"]
+            if type(batch_size) is not int or not 1 <= batch_size <= _MAX_BATCH:
+                raise ValueError(f"a Keras member has batch_size {str(batch_size)[:40]!r}; expected a whole number from 1 to {_MAX_BATCH}")
+            if task not in ("classification", "regression"):
+                raise ValueError(f"a Keras member has task {str(task)[:40]!r}; expected 'classification' or 'regression'")
+            return KerasMember(self.value(record["model"]), classes=self.value(record["classes"]), batch_size=batch_size, task=task)
         if kind == "zoo":
             return _zoo_reference(record)
         if kind == "zoo_build":
@@ -314,7 +344,10 @@ class Decoder:
         if kind == "keras":
             import keras
 
-            return keras.saving.load_model(self.path(record["file"]), compile=False, safe_mode=True)
+            try:
+                return keras.saving.load_model(self.path(record["file"]), compile=False, safe_mode=True)
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged or hostile .keras file
+                raise ValueError(f"{record['file']} is not a loadable .keras file ({type(exc).__name__}: {str(exc)[:200]})") from None
         if kind == "frozen":
             from sklearn.frozen import FrozenEstimator
 
@@ -324,31 +357,75 @@ class Decoder:
         if kind == "pipeline":
             from sklearn.pipeline import Pipeline
 
-            return Pipeline([(name, self.value(step)) for name, step in record["steps"]], verbose=record.get("verbose", False))
+            steps = record["steps"]
+            if not isinstance(steps, list) or not all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) for s in steps):
+                raise ValueError("a pipeline's steps in the manifest are not [name, value] pairs")
+            return Pipeline([(name, self.value(step)) for name, step in steps], verbose=record.get("verbose") is True)
         if kind == "skops":
             return self._skops(record)
-        raise ValueError(f"unknown part kind {kind!r} in the manifest")
+        raise ValueError(f"unknown part kind {str(kind)[:40]!r} in the manifest")
 
     def _zoo_build(self, record):
         from zoo.models import build_model, read_vocabulary
+        from zoo.parameter_count import stored_parameters
 
         vocabulary = read_vocabulary(self.path(record["vocabulary"])) if "vocabulary" in record else None
-        model = build_model(record["builder"], self.value(record["params"]), vocabulary=vocabulary)
-        model.load_weights(self.path(record["weights"]))
+        weights = self.path(record["weights"])
+        model = build_model(record["builder"], self.value(record["params"]), vocabulary=vocabulary,
+                            parameters=stored_parameters(weights))  # counted before anything is allocated
+        model.load_weights(weights)
         return model
 
     def _skops(self, record):
-        import skops.io
+        return read_skops(self.path(record["file"]).read_bytes(), record["file"], self.trusted)
 
-        data = self.path(record["file"]).read_bytes()
-        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES and t not in self.trusted]
-        if untrusted:
-            raise UntrustedTypesError(
-                f"{record['file']} holds types that are not trusted: {', '.join(untrusted)}; if you trust "
-                "their source, pass them to ensemble.load(..., trusted=[...]) (or --trust on the command line)"
-            )
-        trusted = [t for t in skops.io.get_untrusted_types(data=data)]
-        return skops.io.load(io.BytesIO(data), trusted=trusted)
+
+def read_skops(data: bytes, where: str, trusted=()):
+    """The object in the skops file ``data``, if all its types are trusted; its trees are checked.
+
+    Raises
+    ------
+    UntrustedTypesError
+        The file holds types outside :data:`TRUSTED_TYPES` and ``trusted``.
+    ValueError
+        The bytes are not a skops file, or a decision tree in it is malformed.
+    """
+    import skops.io
+
+    try:
+        types = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # not a skops file (a zip with a schema): every failure means the same
+        raise ValueError(f"{where} is not a readable skops file ({type(exc).__name__}: {exc})") from None
+    accepted = {*TRUSTED_TYPES, TREE_TYPE, *trusted}
+    untrusted = [t for t in types if t not in accepted]
+    if untrusted:
+        raise UntrustedTypesError(
+            f"{where} holds types that are not trusted: {', '.join(untrusted)}; if you trust "
+            "their source, pass them to ensemble.load(..., trusted=[...]) (or --trust on the command line)"
+        )
+    obj = skops.io.load(io.BytesIO(data), trusted=types)
+    check_trees(obj, where)  # before anything can predict with it
+    return obj
+
+
+def _inline_array(body) -> np.ndarray:
+    """An ``$ndarray`` value: plain numbers or strings, at most ``_INLINE_ARRAY`` of them."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list) or not isinstance(body.get("shape"), list):
+        raise ValueError("malformed $ndarray in the manifest")
+    shape, data = body["shape"], body["data"]
+    if not all(type(d) is int and d >= 0 for d in shape) or len(shape) > 32 or math.prod(shape) != len(data) or len(data) > _INLINE_ARRAY:
+        raise ValueError(f"an $ndarray in the manifest has shape {str(shape)[:40]} for {len(data)} values")
+    if not isinstance(body.get("dtype"), str):
+        raise ValueError("malformed $ndarray dtype in the manifest")
+    try:
+        dtype = np.dtype(body["dtype"])
+    except TypeError:
+        raise ValueError(f"an $ndarray in the manifest has an unknown dtype {body['dtype'][:40]!r}") from None
+    if dtype.kind not in "biufUS" or dtype.itemsize > _MAX_ITEMSIZE:
+        raise ValueError(f"an $ndarray in the manifest has dtype {dtype}; inline arrays hold numbers or short strings")
+    if not all(isinstance(v, str if dtype.kind in "US" else (bool, int, float)) for v in data):
+        raise ValueError(f"an $ndarray of dtype {dtype} in the manifest holds values of another kind")
+    return np.asarray(data, dtype=dtype).reshape(shape)
 
 
 def _bad(doc):

@@ -107,21 +107,9 @@ def _load_member(spec: str, args, sha256: str | None = None) -> _Member:
 
 
 def _skops_file(path: Path, trust: list[str]):
-    import skops.io
+    from ensemble._codec import read_skops
 
-    from ensemble._codec import TRUSTED_TYPES
-
-    data = path.read_bytes()
-    try:
-        types = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # not a skops file: a zip with a schema
-        raise UsageError(f"cannot read member {path} as a skops file: {type(exc).__name__}: {exc}") from None
-    untrusted = [t for t in types if t not in TRUSTED_TYPES and t not in trust]
-    if untrusted:
-        raise UsageError(f"member {path} holds types that are not trusted: {', '.join(untrusted)}; pass --trust NAME for each if you trust the file's source")
-    import io
-
-    return skops.io.load(io.BytesIO(data), trusted=types)
+    return read_skops(path.read_bytes(), f"member {path}", trust)
 
 
 def _keras_file(path: Path):
@@ -519,6 +507,10 @@ class _RunningScores:
 
         self.n += len(y_index)
         self.correct += int(np.sum(proba.argmax(axis=1) == y_index))
+        proba = np.asarray(proba, dtype=np.float64)
+        sums = proba.sum(axis=1, keepdims=True)
+        if np.all(np.abs(sums - 1) < 1e-4):  # float32 round-off, which log_loss would warn about in float64
+            proba = proba / sums
         self.loss += log_loss(y_index, proba, labels=np.arange(proba.shape[1]), normalize=False)
 
     def result(self) -> dict[str, float]:
