@@ -5,7 +5,8 @@ hashes the member's fingerprint, the prediction method and a hash of ``X``
 (:func:`input_hash`: arrays and text are hashed chunk by chunk, never copied);
 ``sha256`` is that of the file's bytes. A file is used only if its bytes match
 the digest in its name and it loads with ``allow_pickle=False`` into a numeric
-or string array with one row per sample; anything else (truncated, edited,
+or string array with one row per sample (and, where the member's classes
+are known, one column per class); anything else (truncated, edited,
 object arrays, symlinks) is a miss: it is removed and recomputed. Files are
 written atomically (temporary file, then rename), so concurrent writers are
 safe. An unusable cache folder gives one warning and predictions run uncached.
@@ -51,10 +52,14 @@ class PredictionCache:
     def __repr__(self):
         return f"PredictionCache({str(self.folder)!r})"
 
-    def get(self, key, n_samples):
-        """The cached output for ``key``, or None; bad entries are removed."""
+    def get(self, key, n_samples, row_shape=None):
+        """The cached output for ``key``, or None; bad entries are removed.
+
+        ``row_shape``, when known, is the shape of one row of the output (``(n_classes,)``
+        for ``predict_proba``): an entry with other columns is a bad entry.
+        """
         for path in sorted(self.folder.glob(f"{key}-*.npy")):
-            out = _read_entry(path, n_samples)
+            out = _read_entry(path, n_samples, row_shape)
             if out is not None:
                 return out
             with contextlib.suppress(OSError):
@@ -131,14 +136,24 @@ def cached_output(memory, member, method, X, x_hash=None):
         "\0".join([_FORMAT, fingerprint(member), method, x_hash or input_hash(X)]).encode()
     ).hexdigest()
     n_samples = _num_samples(X)
-    out = cache.get(key, n_samples)
+    out = cache.get(key, n_samples, _row_shape(member, method))
     if out is None:
         out = getattr(member, method)(X)
         cache.put(key, out)
     return out
 
 
-def _read_entry(path, n_samples):
+def _row_shape(member, method):
+    """The shape of one row of ``member``'s ``method`` output when it is known, else None."""
+    classes = getattr(member, "classes_", None)
+    if classes is None:
+        return None
+    if method == "predict_proba":
+        return (len(classes),)
+    return () if method == "predict" else None
+
+
+def _read_entry(path, n_samples, row_shape=None):
     """The array in ``path`` if the file is regular, matches its name's digest and is plain; else None."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -155,6 +170,8 @@ def _read_entry(path, n_samples):
     except (ValueError, OSError, EOFError):
         return None
     if not isinstance(out, np.ndarray) or out.dtype.kind not in _KINDS or out.ndim == 0 or len(out) != n_samples:
+        return None
+    if row_shape is not None and out.shape[1:] != tuple(row_shape):
         return None
     return out
 

@@ -16,6 +16,19 @@ for readers that started before the swap.
 
 :func:`load` checks every file's sha256 before opening it, accepts only bare
 file names that the manifest lists, and opens nothing with pickle.
+
+Decisions:
+
+- ``memory`` (the prediction-cache folder) is a setting of the machine, not
+  of the model: it is saved as ``null`` and ignored on load, so a manifest
+  cannot make prediction create, write or read a folder of its choosing.
+- Every way a manifest can be malformed (types, nesting, parts that contain
+  themselves, garbage part files) is a :class:`BundleError`; the decoder
+  bounds nesting and inline arrays, and builder hyperparameters are counted
+  against the weight file before a model is built (``zoo.parameter_count``).
+- A save's temporary folder ``.tmp-<host>-<pid>-*`` is removed by the next
+  save to the same folder once its process has ended (or after an hour, for
+  another machine's), so a killed save leaves nothing behind for long.
 """
 
 from __future__ import annotations
@@ -98,7 +111,7 @@ def save(estimator, path, *, metadata=None):
     check_is_fitted(estimator)
     root = Path(path)
     _prepare_root(root)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_tmp_prefix()}{os.getpid()}-", dir=root))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the folder the usual mode
     try:
         manifest = _write_version(estimator, tmp, metadata)
@@ -153,9 +166,9 @@ def _write_version(estimator, folder: Path, metadata) -> dict:
 
 
 def _plain_param(key, value):
-    """Parameters that are not data: a joblib.Memory becomes its folder; others must be plain."""
-    if key == "memory" and hasattr(value, "location"):
-        return None if value.location is None else str(value.location)
+    """Parameters that are not data: ``memory`` is not saved (a setting of the machine); others must be plain."""
+    if key == "memory":
+        return None
     if key == "random_state" and isinstance(value, np.random.RandomState):
         raise TypeError("cannot save random_state=RandomState(...); use an int or None")
     if callable(value) and not hasattr(value, "get_params") and not hasattr(value, "fit"):
@@ -226,7 +239,7 @@ def _umask() -> int:
 
 
 def _prune(root: Path, keep: str) -> None:
-    """Remove versions but the new and the previous one, and stale temporary folders."""
+    """Remove versions but the new and the previous one, and temporary folders of ended or stale saves."""
     versions = sorted((p for p in root.iterdir() if _VERSION_DIR.match(p.name)), reverse=True)
     kept = {keep, *[p.name for p in versions if p.name != keep][:1]}
     for p in versions:
@@ -235,8 +248,33 @@ def _prune(root: Path, keep: str) -> None:
     now = time.time()
     for p in root.glob(".tmp-*"):
         with contextlib.suppress(OSError):
-            if now - p.lstat().st_mtime > _STALE_TMP_S:
+            if now - p.lstat().st_mtime > _STALE_TMP_S or _writer_is_gone(p.name):
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _tmp_prefix() -> str:
+    """``.tmp-<host>-``: temporary folders name the machine and process that write them."""
+    import hashlib
+    import socket
+
+    return f".tmp-{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]}-"
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether the temporary folder ``name`` was left by a save on this machine whose process has ended."""
+    prefix = _tmp_prefix()
+    if not name.startswith(prefix):
+        return False  # another machine's (or an older version's) save: only the age rule applies
+    pid = name[len(prefix):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -262,11 +300,15 @@ def read_manifest(path) -> tuple[dict, Path]:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{file} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BundleError(f"{file} nests values too deeply to be a manifest") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleError(f"{file} is not a saved ensemble (format {doc.get('format') if isinstance(doc, dict) else None!r})")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise BundleError(f"{file} has format_version {version!r}; this keras-zoo-ensemble reads up to {FORMAT_VERSION}: upgrade it")
+    if type(version) is not int or version < 1:
+        raise BundleError(f"{file} has format_version {str(version)[:40]!r}, which is not a format version (a whole number from 1)")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{file} has format_version {version}; this keras-zoo-ensemble reads up to {FORMAT_VERSION}: upgrade it")
     for key, kind in (("class", str), ("params", dict), ("fitted", dict), ("parts", list), ("files", dict), ("versions", dict)):
         if not isinstance(doc.get(key), kind):
             raise BundleError(f"{file}: field {key!r} is missing or not a {kind.__name__}")
@@ -277,7 +319,9 @@ def _version_folder(root: Path) -> Path:
     if (root / MANIFEST).exists():
         return root
     pointer = root / POINTER
-    if not root.is_dir() or pointer.is_symlink() or not pointer.is_file():
+    if pointer.is_symlink():
+        raise BundleError(f"{pointer} is a symbolic link; a saved ensemble's {POINTER} is a plain file, refusing to follow it")
+    if not root.is_dir() or not pointer.is_file():
         raise BundleError(f"{root} is not a saved ensemble (no {POINTER} or {MANIFEST})")
     name = pointer.read_text(encoding="utf-8").strip()
     folder = root / name
@@ -346,7 +390,9 @@ def _load_once(root: Path, trusted):
         raise BundleError(f"{doc['class']!r} is not a class ensemble.load restores ({', '.join(classes)})")
     decoder = Decoder(folder, doc["parts"], files, trusted)
     try:
-        params = {k: decoder.value(v) for k, v in doc["params"].items()}
+        # memory (the prediction-cache folder) is a setting of the machine, never of the file: a saved
+        # value is ignored, so a manifest cannot make prediction write or read a folder of its choosing.
+        params = {k: None if k == "memory" else decoder.value(v) for k, v in doc["params"].items()}
         estimator = cls(**params)
         for key, value in doc["fitted"].items():
             if not isinstance(key, str) or not (key.endswith("_") or key.startswith("_")) or key.startswith("__"):
@@ -354,8 +400,9 @@ def _load_once(root: Path, trusted):
             setattr(estimator, key, decoder.value(value))
     except (UntrustedTypesError, BundleError, FileNotFoundError):
         raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{folder}: cannot rebuild the ensemble: {type(exc).__name__}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError, OSError) as exc:
+        # Every way a hand-edited manifest or a damaged part file can fail to rebuild is the same refusal.
+        raise BundleError(f"{folder}: cannot rebuild the ensemble: {type(exc).__name__}: {str(exc)[:300]}") from exc
     return estimator
 
 
