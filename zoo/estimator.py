@@ -479,7 +479,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if weights is not None:
             from zoo.models import build_model, compile_model
 
-            model = build_model(self.spec_["builder"], self.spec_["params"], vocabulary=self.vocabulary_)
+            sizes = [np.asarray(w).size for w in weights] if isinstance(weights, (list, tuple)) else None
+            if sizes is None:
+                raise ValueError(f"a ZooClassifier's saved weights are a {type(weights).__name__}, not a list of arrays")
+            model = build_model(self.spec_["builder"], self.spec_["params"], vocabulary=self.vocabulary_, parameters=sum(sizes))
             _set_weights(model, weights)
             compile_model(model, self.spec_["recipe"], text=model.output_shape[-1] == 1)
             self.model_ = model

@@ -41,12 +41,21 @@ def read_vocabulary(path: str | os.PathLike) -> list[str]:
     return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
 
 
-def build_model(builder: str, params: dict, recipe: dict | None = None, vocabulary: list[str] | None = None):
+def build_model(builder: str, params: dict, recipe: dict | None = None, vocabulary: list[str] | None = None,
+                parameters: int | None = None):
     """Build an architecture (untrained) from its builder name and hyperparameters.
 
     With a ``recipe`` the model is compiled with the recipe's optimizer, the
     task's loss and an accuracy metric; without one it is left uncompiled.
+    With ``parameters`` (the number of values its weights hold, for
+    hyperparameters read from a file) the hyperparameters are counted first
+    and refused with :class:`zoo.parameter_count.HyperparameterError` unless
+    they make exactly that many weights: nothing is allocated for them.
     """
+    if parameters is not None:
+        from zoo.parameter_count import check_hyperparameters
+
+        check_hyperparameters(builder, params, parameters, None if vocabulary is None else len(vocabulary))
 
     from zoo.architectures import TEXT_BUILDERS, build
 
@@ -110,10 +119,14 @@ def load(name: str, weights: str | None = "pretrained", registry: Registry | str
     if vocab_path is not None:
         _check_file(vocab_path, entry["vocabulary"]["sha256"], name, "vocabulary")
         vocabulary = read_vocabulary(vocab_path)
+    parameters = entry["parameters"]
     if weights == "pretrained":
+        from zoo.parameter_count import stored_parameters
+
         weights_path = reg.weights_path(name)
         _check_file(weights_path, entry["weights"]["sha256"], name, "weights")
-    model = build_model(entry["builder"], entry["params"], vocabulary=vocabulary)
+        parameters = stored_parameters(weights_path)
+    model = build_model(entry["builder"], entry["params"], vocabulary=vocabulary, parameters=parameters)
     if weights == "pretrained":
         model.load_weights(weights_path)
     compile_model(model, entry["recipe"], text=vocabulary is not None)

@@ -269,6 +269,20 @@ def _validate_entry(entry, index: int, version: int = 1) -> None:
             fail(f"recipe.{field}", f"missing or not {kind.__name__}")
     if entry["parameters"] <= 0:
         fail("parameters", "must be positive")
+    _check_params(entry, fail)
+
+
+def _check_params(entry: dict, fail) -> None:
+    """Hyperparameters well-formed, within bounds, and (where the count does not need the
+    vocabulary) making exactly ``parameters`` weights: absurd sizes are refused before any build."""
+    from zoo.parameter_count import HyperparameterError, count_parameters
+
+    try:
+        count = count_parameters(entry["builder"], entry["params"])
+    except HyperparameterError as exc:
+        fail("params", str(exc))
+    if entry["builder"] != "text_bow" and count != entry["parameters"]:
+        fail("params", f"{entry['builder']} with these hyperparameters has {count:,} weights, not the {entry['parameters']:,} recorded")
 
 
 def _is_number(value) -> bool:
