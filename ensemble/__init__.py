@@ -3,6 +3,7 @@
 >>> from ensemble import BlendClassifier
 >>> blend = BlendClassifier([cnn, mlp, FrozenEstimator(forest)], method="slsqp")  # doctest: +SKIP
 >>> blend.fit(X_valid, y_valid).predict_proba(X_test)                             # doctest: +SKIP
+>>> selected = ensemble.select(library_models, X_valid, y_valid)                  # doctest: +SKIP
 
 Members take the same raw inputs and own their preprocessing. Keras is
 imported only when a Keras member is saved, restored or fused.
@@ -14,6 +15,7 @@ from ensemble.blend import BlendClassifier, BlendRegressor
 from ensemble.chunked import predict_chunked
 from ensemble.diversity import Diversity, diversity
 from ensemble.persistence import load, save
+from ensemble.selection import select
 from ensemble.stack import StackClassifier, StackRegressor
 
 __all__ = [
@@ -27,5 +29,6 @@ __all__ = [
     "load",
     "predict_chunked",
     "save",
+    "select",
     "solvers",
 ]

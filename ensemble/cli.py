@@ -9,7 +9,8 @@ files (``.json``/``.ubj``; images are flattened) and, only with
 runs code from the file). ``select`` runs Caruana's ensemble selection over
 the models of a library written by ``zoo search`` (``LIB/registry.yaml``,
 each model loaded with ``zoo.load(name, registry=LIB)``, sha256-checked) and
-any further members, and saves the members it selects with their weights.
+any further members, and saves the members it selects with their weights
+(:func:`ensemble.select`, the same selection in Python).
 ``fit-weights``, ``select`` and ``stack`` write a saved-ensemble
 folder (see :mod:`ensemble.persistence`), which ``evaluate`` reads back;
 ``convert`` turns the ``weights.json`` files and ``stack/`` folders of
@@ -326,30 +327,27 @@ def _fit_and_save(args, kind: str):
     names = [m.name for m in members]
     probas = _member_probabilities(names, [m.estimator for m in members], X, memory, args.quiet)
     named = [(m.name, m.estimator) for m in members]
-    if kind == "blend":
-        model = ensemble.BlendClassifier(named, method=args.method, calibrate=args.calibrate, memory=memory, random_state=args.seed)
-        label = f"{args.method} blend"
-    elif kind == "select":
-        model = ensemble.BlendClassifier(
-            named, method="caruana", scoring=None if args.scoring == "log_loss" else args.scoring, ensemble_size=args.ensemble_size,
-            n_init=args.init, n_bags=args.bags, bag_fraction=args.bag_fraction, n_best=args.prune, calibrate=args.calibrate,
-            memory=memory, random_state=args.seed,
+    if kind == "select":  # the selected members only, with the weights found; `fitted` covers every candidate
+        model, fitted = ensemble.select(
+            named, X, y, ensemble_size=args.ensemble_size, n_init=args.init, n_bags=args.bags, bag_fraction=args.bag_fraction,
+            n_best=args.prune, scoring=args.scoring, calibrate=args.calibrate, memory=memory, random_state=args.seed,
+            return_candidates=True,
         )
         label = "caruana selection"
     else:
-        model = ensemble.StackClassifier(named, final_estimator=_meta_learner(args.meta, args.seed), memory=memory)
-        label = f"stack ({args.meta})"
-    model.fit(X, y)
-    _, y_index = _classes_and_index(model, y)
+        if kind == "blend":
+            model = ensemble.BlendClassifier(named, method=args.method, calibrate=args.calibrate, memory=memory, random_state=args.seed)
+            label = f"{args.method} blend"
+        else:
+            model = ensemble.StackClassifier(named, final_estimator=_meta_learner(args.meta, args.seed), memory=memory)
+            label = f"stack ({args.meta})"
+        fitted = model.fit(X, y)
+    _, y_index = _classes_and_index(fitted, y)
     rows = [{**m.record(), "validation": _scores(y_index, p)} for m, p in zip(members, probas)]
     if kind != "stack":
-        for row, w, t in zip(rows, model.weights_, model.temperatures_):
+        for row, w, t in zip(rows, fitted.weights_, fitted.temperatures_):
             row["weight"] = float(w)
             row["temperature"] = float(t)
-    if kind == "select":  # save the selected members only, with the weights found: the others are not needed
-        chosen = [i for i, w in enumerate(model.weights_) if w > 0]
-        model = ensemble.BlendClassifier([named[i] for i in chosen], weights=model.weights_[chosen], calibrate=args.calibrate,
-                                         memory=memory).fit(X, y)
     ensemble_scores = _scores(y_index, model.predict_proba(X))
     metadata = {"command": f"ensemble {args.command}", "label": label, "fitted_on": where, "members": rows,
                 "ensemble": {"validation": ensemble_scores}}

@@ -121,3 +121,55 @@ def test_tampered_library_and_bad_arguments_exit_2(library, tmp_path):
     ):
         proc = run_ensemble("select", *args, "--dataset", "mnist", "--out", tmp_path / "out", check=False)
         assert proc.returncode == 2 and fragment in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+# --- ensemble.select: the Python form of `ensemble select` (issue 15, item 3) ---------------------------
+
+
+def test_python_select_has_the_command_lines_defaults():
+    import inspect
+
+    from ensemble.cli import build_parser
+
+    args = build_parser().parse_args(["select", "--library", "LIB", "--out", "OUT"])
+    defaults = {k: p.default for k, p in inspect.signature(ensemble.select).parameters.items() if p.default is not p.empty}
+    flags = {"ensemble_size": "ensemble_size", "n_init": "init", "n_bags": "bags", "bag_fraction": "bag_fraction",
+             "n_best": "prune", "scoring": "scoring", "calibrate": "calibrate", "random_state": "seed"}
+    assert {name: defaults[name] for name in flags} == {name: getattr(args, flag) for name, flag in flags.items()}
+    assert defaults["ensemble_size"] == 50 and defaults["calibrate"] is True and defaults["scoring"] == "log_loss"
+
+
+def test_python_select_equals_the_command_line_and_saves_only_the_selected(library, tmp_path):
+    lib = library / "lib"
+    X, y = zoo.datasets.load("mnist", "validation")
+    np.savez(tmp_path / "val.npz", X=X[:400], y=y[:400])
+    options = ["--prune", "3", "--init", "2", "--bags", "3", "--bag-fraction", "0.67", "--ensemble-size", "10", "--seed", "1"]
+    cli = json.loads(run_ensemble("select", "--library", lib, "--members", "mnist_mlp", "--data", tmp_path / "val.npz",
+                                  "--out", tmp_path / "cli", *options, "--json", "--quiet").stdout)
+
+    names = zoo.list_models(registry=lib)
+    members = [(n, ensemble.KerasMember(zoo.load(n, registry=lib), classes=np.arange(10))) for n in names]
+    members.append(("mnist_mlp", ensemble.KerasMember(zoo.load("mnist_mlp"), classes=np.arange(10))))
+    blend, candidates = ensemble.select(members, X[:400], y[:400], n_best=3, n_init=2, n_bags=3, bag_fraction=0.67,
+                                        ensemble_size=10, random_state=1, return_candidates=True)
+    assert [r["name"] for r in cli["members"]] == list(candidates.named_estimators_) == [*names, "mnist_mlp"]
+    np.testing.assert_allclose(candidates.weights_, [r["weight"] for r in cli["members"]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(candidates.temperatures_, [r["temperature"] for r in cli["members"]], rtol=1e-6)
+    assert 0 in candidates.weights_ and (candidates.weights_ > 0).sum() >= 2  # pruned; a sorted start from the 2 best
+
+    # the result holds the selected members only, with the CLI's weights, and predicts as the CLI's saved ensemble
+    selected = [n for n, w in zip(candidates.named_estimators_, candidates.weights_) if w > 0]
+    saved = ensemble.load(tmp_path / "cli")
+    assert list(blend.named_estimators_) == list(saved.named_estimators_) == selected
+    np.testing.assert_allclose(blend.weights_, saved.weights_, rtol=0, atol=1e-12)
+    assert blend.weights_.sum() == pytest.approx(1.0)
+    assert blend.blend_temperature_ == pytest.approx(cli["blend_temperature"], rel=1e-6)
+    X_test, _ = zoo.datasets.load("mnist", "test")
+    np.testing.assert_allclose(blend.predict_proba(X_test[:300]), saved.predict_proba(X_test[:300]), rtol=1e-5, atol=1e-7)
+    assert blend.memory is None  # the temporary prediction cache is gone
+
+    ensemble.save(blend, tmp_path / "python")
+    again = ensemble.load(tmp_path / "python")
+    assert list(again.named_estimators_) == selected
+    for out in (tmp_path / "python", tmp_path / "cli"):  # one model part per selected member (each in a keras_member part)
+        assert sum(p["kind"] in ("zoo", "zoo_build") for p in _manifest(out)["parts"]) == len(selected)
