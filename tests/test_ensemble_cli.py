@@ -237,3 +237,18 @@ def test_convert_a_version_0_1_stack_folder(workdir, tmp_path):
     doc["meta_learner"]["file"] = "../elsewhere.joblib"
     (legacy / "stack.json").write_text(json.dumps(doc))
     assert_usage_error(run_ensemble("convert", legacy, "--out", tmp_path / "new2", "--allow-pickle", check=False), "bare file name")
+
+
+# --- command-line conventions (issue 15, item 4) -------------------------------------------------------------
+
+
+def test_version_and_flag_errors_with_the_subcommands_usage():
+    proc = run_ensemble("--version")
+    assert proc.stdout == f"ensemble {zoo.__version__}\n" and proc.stderr == ""
+    proc = run_ensemble("select", "--library", "LIB", "--out", "OUT", "--ensemble-sise", "5", check=False)
+    assert_usage_error(proc, "ensemble select: error: unrecognized arguments: --ensemble-sise 5; did you mean --ensemble-size?",
+                       "(usage: ensemble select [-h] [--json] [--quiet] [--debug] --library LIB")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_ensemble("fit-weights", "--members", "mnist_mlp", "--out", "OUT", "--method", "slsq", check=False)
+    assert_usage_error(proc, "ensemble fit-weights: error: argument --method", "did you mean 'slsqp'?", "(usage: ensemble fit-weights ")
+    assert_usage_error(run_ensemble("evaluate", check=False), "the following arguments are required: DIR", "(usage: ensemble evaluate ")

@@ -66,6 +66,17 @@ def test_list_models_and_info(registry):
         zoo.info("mnist_mlpp")
 
 
+def test_an_unknown_name_suggests_the_nearest_by_edit_distance():
+    registry = Registry()
+    for typo, expected in (("mnist_mpl", "did you mean mnist_mlp?"), ("mnist_mlpp", "did you mean mnist_mlp?"),
+                           ("imdb_gru", "did you mean imdb_bigru?"),
+                           ("bn_cnn", "known models include: fashion_mnist_bn_cnn, mnist_bn_cnn"),  # none near: those containing it
+                           ("*[", "known models include: fashion_mnist_mlp")):  # nothing near nor containing it: a few
+        with pytest.raises(RegistryError) as info:
+            registry.entry(typo)
+        assert str(info.value).startswith(f"unknown model {typo!r}; {expected}"), str(info.value)
+
+
 def _write(tmp_path, doc):
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -3,6 +3,12 @@
 Conventions: results go to stdout (a table, or JSON with ``--json``); progress
 and messages go to stderr. Exit code 0 on success, 2 on a usage or input
 error (one line, no traceback; ``--debug`` shows it), 1 on an unexpected error.
+A command-line error (an unknown or mistyped flag, a bad value, a missing
+argument) is reported by the sub-command it concerns, still in one line: the
+message, "did you mean --xyz?" when a flag or choice is close to a known one
+(``difflib``), then that sub-command's usage in parentheses (not a second line:
+scripts and tests read one line). ``--version`` (before the sub-command)
+prints the package version on stdout and exits 0.
 Warnings are one line each; control characters in names and messages are
 escaped, never written raw to the terminal; ``--quiet`` hides progress bars.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import errno
 import json
 import math
@@ -43,8 +50,71 @@ def _is_input_error(exc: BaseException) -> bool:
 
 
 class _Parser(argparse.ArgumentParser):
+    """``argparse`` with errors in one line: the message, a "did you mean" where one is close, the (sub)command's usage."""
+
     def error(self, message):  # argparse exits 2 itself; one line, as every input error
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {escape(message)} (usage: {escape(usage)})\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """Parse; an unrecognised flag is reported by the sub-command it was given to, with the closest of its flags."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._command_parser(namespace)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{_did_you_mean_flag(parser, extras)}")
+        return namespace
+
+    def _command_parser(self, namespace) -> argparse.ArgumentParser:
+        """The parser of the sub-command chosen in ``namespace`` (this one if none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(namespace, action.dest, None) or "")
+                if isinstance(chosen, _Parser):
+                    return chosen._command_parser(namespace)
+        return self
+
+    def _check_value(self, action, value):  # an invalid choice (a command, --split ...) names the closest one
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices or ()], n=1)
+            if not close:
+                raise
+            raise argparse.ArgumentError(action, f"{exc.message}; did you mean {close[0]!r}?") from None
+
+
+def _did_you_mean_flag(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """``"; did you mean --xyz?"`` for the flags among ``extras`` close to one of ``parser``'s, else ``""``."""
+    flags = [option for option in parser._option_string_actions if option.startswith("--")]
+    close = []
+    for extra in extras:
+        if extra.startswith("--"):
+            close += [c for c in difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1) if c not in close]
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+class _Version(argparse.Action):
+    """``--version``: print ``PROG VERSION`` on stdout and exit 0 (the version is read only when asked for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="print the version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(f"{parser.prog} {package_version()}\n")
+        sys.stdout.flush()
+        parser.exit(EXIT_OK)
+
+
+def package_version() -> str:
+    """The installed version of ``keras-zoo-ensemble``; ``zoo.__version__`` when it is not installed (a source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras-zoo-ensemble")
+    except metadata.PackageNotFoundError:
+        from zoo import __version__
+
+        return __version__
 
 
 def positive_int(text: str) -> int:
@@ -79,6 +149,7 @@ def make_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, a
     common.add_argument("--quiet", action="store_true", help="no progress output")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     parser = _Parser(prog=prog, description=description)
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     return parser, sub, common
 

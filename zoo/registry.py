@@ -35,7 +35,7 @@ import yaml
 
 from zoo._files import atomic_write_text
 
-__all__ = ["Registry", "RegistryError"]
+__all__ = ["Registry", "RegistryError", "shipped_path"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _FORMAT_VERSIONS = (1, 2)
@@ -83,14 +83,28 @@ class RegistryError(ValueError):
     """The registry file or one of its entries is malformed, or a name is unknown."""
 
 
+_SHIPPED = (_PACKAGE_DIR / "registry.yaml", _PACKAGE_DIR.parent / "registry.yaml")  # wheel, source checkout
+
+
+def shipped_path() -> Path:
+    """The ``registry.yaml`` shipped with the package (``zoo/registry.yaml`` in a wheel, the checkout's root file).
+
+    Raises
+    ------
+    RegistryError
+        Neither exists.
+    """
+    for candidate in _SHIPPED:
+        if candidate.exists():
+            return candidate
+    raise RegistryError(f"no registry.yaml found in {_PACKAGE_DIR} or its parent; set ZOO_REGISTRY")
+
+
 def _default_path() -> Path:
     env = os.environ.get("ZOO_REGISTRY")
     if env:
         return Path(env).expanduser()
-    for candidate in (_PACKAGE_DIR / "registry.yaml", _PACKAGE_DIR.parent / "registry.yaml"):
-        if candidate.exists():
-            return candidate
-    raise RegistryError(f"no registry.yaml found in {_PACKAGE_DIR} or its parent; set ZOO_REGISTRY")
+    return shipped_path()
 
 
 class Registry:
@@ -110,7 +124,7 @@ class Registry:
         if self.path.is_dir():  # a library folder
             self.path = self.path / "registry.yaml"
         if weights_dir is None:
-            shipped = self.path.resolve() in {_PACKAGE_DIR / "registry.yaml", _PACKAGE_DIR.parent / "registry.yaml"}
+            shipped = self.path.resolve() in set(_SHIPPED)
             weights_dir = _PACKAGE_DIR / "weights" if shipped else self.path.parent / "weights"
         self.weights_dir = Path(weights_dir)
         self._entries = self._read()
@@ -142,6 +156,10 @@ class Registry:
 
     # ------------------------------------------------------------------ queries
 
+    def is_shipped(self) -> bool:
+        """Whether this is the registry shipped in the package, or writes into the package's weights folder."""
+        return self.path.resolve() in {p.resolve() for p in _SHIPPED} or self.weights_dir.resolve() == (_PACKAGE_DIR / "weights").resolve()
+
     def names(self, pattern: str = "*", dataset: str | None = None) -> list[str]:
         """Entry names matching a shell-style ``pattern`` (and ``dataset``), in file order."""
         return [n for n, e in self._entries.items() if fnmatch.fnmatchcase(n, pattern) and (dataset is None or e.get("dataset") == dataset)]
@@ -151,8 +169,7 @@ class Registry:
         try:
             return copy.deepcopy(self._entries[name])
         except KeyError:
-            close = ", ".join(self.names(f"*{name}*")[:5]) or ", ".join(self.names()[:5])
-            raise RegistryError(f"unknown model {name!r}; known models include: {close}") from None
+            raise RegistryError(f"unknown model {name!r}; {_suggest(str(name), self.names())}") from None
 
     def weights_path(self, name: str) -> Path:
         """Path of the entry's ``.weights.h5`` file."""
@@ -205,6 +222,36 @@ class Registry:
     def save(self) -> None:
         """Write the registry back to its file atomically (keeping its format version)."""
         atomic_write_text(self.path, _dump(self.format_version, list(self._entries.values())))
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    """What to tell about an unknown ``name``: the nearest ``names`` by edit distance, else those containing it, else a few.
+
+    Within ``max(2, len(name) // 3)`` edits (a transposition counts as one), so
+    ``mnist_mpl`` suggests ``mnist_mlp`` and not the ``fashion_mnist_*`` models
+    that also contain ``mnist``.
+    """
+    limit = max(2, len(name) // 3)
+    near = sorted((d, n) for n in names if (d := _edit_distance(name, n, limit)) <= limit)
+    if near:
+        return f"did you mean {', '.join(n for _, n in near[:3])}?"
+    return f"known models include: {', '.join(([n for n in names if name and name in n] or names)[:5])}"
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment) between ``a`` and ``b``; ``limit + 1`` when above ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, row = row, current
+    return min(row[-1], limit + 1)
 
 
 def _dump(version: int, models: list) -> str:
