@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Re-run zoo recipes and update registry.yaml with what they produce.
+"""Re-run zoo recipes and update the shipped registry.yaml and zoo/weights with what they produce.
 
 Usage::
 
@@ -9,6 +9,10 @@ Usage::
 Names are shell-style patterns over ``zoo.recipes.RECIPES``. Recipes run one
 after another; a failing recipe is reported and the others still run. Logs go
 to ``runs/<name>-<timestamp>/`` (view them with ``tensorboard --logdir runs``).
+
+This script retrains the zoo itself, so it writes into the package
+(``zoo.train(..., into_package=True)``, ``zoo train NAME --into-package``) and
+says so; ``--library DIR`` writes into a model library instead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", default=["*"], help="recipe names or shell-style patterns (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's maximum epochs")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras output")
+    parser.add_argument("--library", metavar="DIR", help="write into this model library instead of the shipped registry")
     args = parser.parse_args(argv)
 
     import zoo
@@ -33,12 +38,18 @@ def main(argv=None) -> int:
     names = [n for n in RECIPES if any(fnmatch.fnmatchcase(n, p) for p in args.names)]
     if not names:
         parser.error(f"no recipe matches {args.names}; known: {', '.join(RECIPES)}")
+    target = {"library": args.library} if args.library is not None else {"into_package": True}
+    if args.library is None:
+        from zoo.training import target_registry
+
+        shipped = target_registry(into_package=True)
+        print(f"writing into the shipped registry {shipped.path} and {shipped.weights_dir} (--library DIR to write elsewhere)", file=sys.stderr)
     rows, failed = [], []
     for name in names:
         print(f"=== {name}", flush=True)
         start = time.perf_counter()
         try:
-            entry = zoo.train(name, epochs=args.epochs, verbose=0 if args.quiet else 2)
+            entry = zoo.train(name, epochs=args.epochs, verbose=0 if args.quiet else 2, **target)
         except Exception:  # keep going: one broken recipe must not cost the others
             traceback.print_exc()
             failed.append(name)

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 import zoo
 from zoo import ChecksumError, Registry, RegistryError
 from zoo.search_spaces import SPACES, TRAINING_PARAMS, resolve, suggest
-from zoo.tuning import STORAGE_FILE
+from zoo.tuning import STORAGE_FILE, _sampler_seed
 
 SMOKE = {"subset": 300, "epochs": 1, "progress": False}  # 300 images to fit, a slice of 75 to score on
 LR_ONLY = {"replace": True, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
@@ -63,10 +63,10 @@ def test_three_trial_search_records_every_trial_in_the_study_and_the_library(sea
     assert summary["best"]["entry"] == f"mnist_mlp_t{best.number:04d}" and summary["metric"] == "accuracy"
     assert all(t.user_attrs["host"] == socket.gethostname() and t.user_attrs["pid"] != os.getpid() for t in trials)
 
-    # the sampler is seeded with seed + the trial's number: TPE's random start-up draws
+    # the sampler is seeded with seed + the study name's offset + the trial's number: TPE's random start-up draws
     space = resolve("mlp")
     space["epochs"] = 1
-    assert [t.params for t in trials] == [first_draw(space, seed=0 + t.number) for t in trials]
+    assert [t.params for t in trials] == [first_draw(space, seed=_sampler_seed("mnist_mlp", 0, t.number)) for t in trials]
 
     registry = Registry(library)
     assert registry.format_version == 2
@@ -153,7 +153,7 @@ def test_two_worker_processes_complete_exactly_the_requested_distinct_trials(tmp
     assert len(complete) == 4 and summary["trials"]["complete"] == 4
     assert all(t.state == TrialState.FAIL and t.user_attrs.get("surplus") for t in others)  # asked at once near the end
     assert len({t.params["learning_rate"] for t in complete}) == 4
-    assert all(t.params == first_draw(resolve("mlp", LR_ONLY), seed=3 + t.number) for t in complete)  # never the same seed
+    assert all(t.params == first_draw(resolve("mlp", LR_ONLY), seed=_sampler_seed("mnist_mlp", 3, t.number)) for t in complete)  # never the same seed
     assert {t.user_attrs["worker"] for t in complete} == {0, 1} and len({t.user_attrs["pid"] for t in complete}) >= 2
     assert sorted(zoo.list_models(registry=library)) == [f"mnist_mlp_t{t.number:04d}" for t in complete]  # written concurrently
 
@@ -280,12 +280,38 @@ def test_timeout_starts_no_trial_after_it(tmp_path):
         ("mnist_mlp", {"study_name": "../x"}, "study name '../x'"),
         ("mnist_mlp", {"metric": "f1"}, "metric must be one of"),
         ("bn_cnn", {"X": np.zeros((10, 8, 8), np.float32), "y": np.arange(10) % 2}, "takes uint8 images"),
+        # spaces checked against the input shape
+        ("mlp", {"X": np.zeros((10, 20), np.float32), "y": np.arange(10) % 2, "space": {"augment": {"choices": [None, "shift"]}}},
+         "augment {'choices': [None, 'shift']}: image augmentation needs images (height, width, channels), but the input is shaped (20,)"),
+        ("bn_cnn", {"X": np.zeros((10, 4, 4), np.uint8), "y": np.arange(10) % 2, "space": {"filters": [8, 16, 32, 64]}},
+         "filters [8, 16, 32, 64] does not fit images of 4x4: its 3 unpadded 2x2 max-pools leave no pixel"),
+        ("bn_cnn", {"X": np.zeros((10, 1, 1), np.uint8), "y": np.arange(10) % 2}, "filters [32, 64] does not fit images of 1x1"),
+        ("inception", {"X": np.zeros((10, 4, 4), np.uint8), "y": np.arange(10) % 2, "space": {"stem_strides": 2, "modules": None}},
+         "does not fit images of 4x4: its 2 unpadded 2x2 max-pools after a stem of stride 2 leave no pixel"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(tmp_path, name, kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("{", r"\{")):
         zoo.search(name, library=tmp_path / "lib", n_trials=1, **kwargs)
     assert not (tmp_path / "lib" / STORAGE_FILE).exists()
+    assert not (tmp_path / "lib").exists()  # no library folder either: refused before anything is written
+
+
+def test_two_studies_sharing_a_library_and_a_seed_draw_different_start_up_trials(tmp_path):
+    library = tmp_path / "lib"
+    for study in ("mnist_mlp", "mnist_mlp_b"):  # two names for one model, one library, one seed
+        zoo.search("mnist_mlp", library=library, n_trials=1, study_name=study, space=LR_ONLY, seed=0, **SMOKE)
+    (a,), (b,) = study_of(library, "mnist_mlp").trials, study_of(library, "mnist_mlp_b").trials
+    assert a.params["learning_rate"] != b.params["learning_rate"]
+    # reproducible: the same name and seed draw the same values (a fresh sampler asked through Optuna's public API)
+    space = resolve("mlp", LR_ONLY)
+    assert a.params == first_draw(space, seed=_sampler_seed("mnist_mlp", 0, 0))
+    assert b.params == first_draw(space, seed=_sampler_seed("mnist_mlp_b", 0, 0))
+    # and the shipped search files' two studies of one library start apart too
+    conv = resolve("bn_cnn", dataset="fashion_mnist")
+    assert first_draw(conv, seed=_sampler_seed("fashion_mnist_bn_cnn", 0, 0)) != first_draw(conv, seed=_sampler_seed("fashion_mnist_residual", 0, 0))
+    assert _sampler_seed("fashion_mnist_bn_cnn", 0, 0) == _sampler_seed("fashion_mnist_bn_cnn", 0, 0) != _sampler_seed("fashion_mnist_bn_cnn", 0, 1)
+    assert 0 <= _sampler_seed("x", 2**32 - 1, 10**6) < 2**32  # a valid NumPy seed whatever the seed and trial number
 
 
 def test_cli_usage_errors_are_one_line_with_exit_code_2(tmp_path):
@@ -318,6 +344,46 @@ def test_default_spaces_name_real_hyperparameters_and_resolve():
     narrowed = resolve("bn_cnn", {"dropout": 0.3, "augment": None, "dense": {"choices": [32]}})
     assert narrowed["dropout"] == 0.3 and "augment" not in narrowed and narrowed["dense"] == {"choices": [32]}
     assert resolve("bn_cnn", {"replace": True, "dense": 64, "patience": 2}) == {"dense": 64, "patience": 2}
+
+
+def test_a_study_drawn_from_the_former_default_augment_choices_resumes_with_them():
+    from optuna.distributions import CategoricalDistribution
+
+    from zoo.tuning import _keep_recorded_choices
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1))
+    former = CategoricalDistribution([None, "shift", "flip_shift"])  # the default before flips depended on the data
+    study.add_trial(optuna.trial.create_trial(params={"augment": "flip_shift"}, distributions={"augment": former}, value=0.5))
+    with pytest.raises(ValueError, match="dynamic value space"):  # what Optuna does with the new default
+        suggest(study.ask(), {"augment": resolve("bn_cnn", dataset="mnist")["augment"]})
+    space = {"augment": {"choices": [None, "shift"]}, "dropout": 0.3}  # a default space for MNIST or a user's images
+    _keep_recorded_choices(study, space, None)
+    assert space["augment"] == {"choices": [None, "shift", "flip_shift"]}
+    assert suggest(study.ask(), space)["augment"] in (None, "shift", "flip_shift")
+    given = {"augment": {"choices": [None, "shift"]}}
+    _keep_recorded_choices(study, kept := resolve("bn_cnn", given), given)  # the user's own choices stay the user's
+    assert kept["augment"] == {"choices": [None, "shift"]}
+
+
+def test_default_spaces_flip_only_where_the_data_allows_and_fit_the_image_size():
+    flips = {None: False, "mnist": False, "fashion_mnist": True, "imdb": False}
+    for builder in ("bn_cnn", "sepconv", "residual", "inception"):
+        for dataset, flipped in flips.items():
+            assert ("flip_shift" in resolve(builder, dataset=dataset)["augment"]["choices"]) is flipped, (builder, dataset)
+    # a user's own images: no flip unless the user's space asks for it
+    assert resolve("bn_cnn", {"augment": {"choices": [None, "flip_shift"]}})["augment"] == {"choices": [None, "flip_shift"]}
+    assert resolve("bn_cnn", {"augment": "flip_shift"}, dataset="mnist")["augment"] == "flip_shift"
+    # pooling stages: the default choices too deep for the image are left out; a 28x28 image keeps them all
+    assert resolve("bn_cnn", input_shape=(28, 28, 1)) == resolve("bn_cnn")
+    assert resolve("bn_cnn", input_shape=(3, 3, 1))["filters"] == {"choices": [[32, 64]]}  # 3 -> 1; three stages would reach 0
+    assert resolve("inception", input_shape=(3, 5, 3))["modules"] == {"choices": [[[32, 64, 32, 32], [64, 128, 64, 64]]]}
+    assert resolve("inception", input_shape=(8, 8, 1), fixed={"stem_strides": 2})["modules"] == resolve("inception")["modules"]  # 8 -> 4 -> 2 -> 1
+    with pytest.raises(ValueError, match=r"filters \[32, 64, 128\] does not fit images of 3x3"):  # the user's value is never trimmed
+        resolve("bn_cnn", {"filters": {"choices": [[32, 64], [32, 64, 128]]}}, input_shape=(3, 3, 1))
+    with pytest.raises(ValueError, match=r"filters \[32, 64, 128, 256\] does not fit images of 4x4"):  # nor the starting point's
+        resolve("bn_cnn", {"filters": None}, input_shape=(4, 4, 1), fixed={"filters": [32, 64, 128, 256]})
+    assert resolve("sepconv", input_shape=(1, 1, 1)) == resolve("sepconv")  # padded downsampling fits any size
+    assert resolve("text_bow", input_shape=None) == resolve("text_bow")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 import zoo
 from zoo import Registry
 from zoo.search_spaces import resolve, suggest
+from zoo.tuning import _sampler_seed
 
 distributed = pytest.importorskip("distributed")
 
@@ -145,7 +146,7 @@ def test_a_four_trial_search_runs_each_trial_in_its_own_process_on_both_workers(
 
     space = resolve("mlp")
     space["epochs"] = 1
-    assert [t.params for t in trials] == [first_draw(space, seed=5 + t.number) for t in trials]  # seeded as on one machine
+    assert [t.params for t in trials] == [first_draw(space, seed=_sampler_seed("mnist_mlp", 5, t.number)) for t in trials]  # seeded as on one machine
     check_library(library, trials)
     entry = zoo.info(summary["best"]["entry"], registry=library)
     assert entry["classes"] == sorted(NAMES) and "dataset" not in entry and entry["data"]["examples"] == 375

@@ -55,6 +55,27 @@ def test_one_epoch_recipe_on_a_subset_writes_everything_and_updates_the_registry
         zoo.load(name, registry=registry)
 
 
+def test_training_writes_into_the_package_only_when_asked(tmp_path, monkeypatch):
+    from zoo.training import target_registry
+
+    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    shipped = Registry()
+    with pytest.raises(ValueError, match="is the registry shipped in the package.*into_package=True"):
+        zoo.train("mnist_mlp", registry=shipped, epochs=1)  # refused before any training
+    with pytest.raises(ValueError, match="is the registry shipped in the package"):
+        zoo.train("mnist_mlp", registry=shipped.path, epochs=1)
+    with pytest.raises(ValueError, match="give one of registry=, library= and into_package=True"):
+        zoo.train("mnist_mlp", library=tmp_path / "lib", into_package=True)
+    assert target_registry().path == tmp_path / "cache" / "trained" / "registry.yaml"  # the default: a library in the cache
+    library = target_registry(library=tmp_path / "lib")
+    assert (library.path, library.weights_dir, library.format_version) == (tmp_path / "lib" / "registry.yaml", tmp_path / "lib" / "weights", 2)
+    assert target_registry(into_package=True).path == shipped.path  # what scripts/train_zoo.py writes into
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "own.yaml"))
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump({"format_version": 1, "models": []}))
+    assert target_registry().path == tmp_path / "own.yaml"
+
+
 def test_training_replaces_an_existing_entry_without_touching_others(tmp_path, empty_registry):
     zoo.train("mnist_mlp", epochs=1, subset=256, registry=empty_registry, run_dir=tmp_path / "a", verbose=0)
     zoo.train("fashion_mnist_mlp", epochs=1, subset=256, registry=empty_registry, run_dir=tmp_path / "b", verbose=0)

@@ -111,6 +111,51 @@ def test_train_writes_weights_logs_and_metrics(tmp_path, own_registry):
     assert Registry().entry("mnist_mlp")["weights"]["sha256"] != result["weights"]["sha256"]  # shipped one untouched
 
 
+def _package_files() -> dict:
+    """sha256 of the shipped registry and of every file in the package's weights folder."""
+    import hashlib
+
+    shipped = Registry()
+    files = [shipped.path, *sorted(p for p in shipped.weights_dir.rglob("*") if p.is_file())]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_train_never_writes_into_the_installed_package(tmp_path):
+    from pathlib import Path
+
+    # the .venv is an editable install: the package's registry and weights are the source tree's files
+    assert Path(zoo.__file__).resolve().parent == Registry().weights_dir.resolve().parent
+    before = _package_files()
+    assert len(before) > 10
+    env = {"ZOO_REGISTRY": "", "ZOO_CACHE_DIR": str(tmp_path / "cache")}  # no registry chosen through the environment
+    library = tmp_path / "lib"
+    proc = run_zoo("train", "mnist_mlp", "--subset", "300", "--epochs", "1", "--library", library, "--out", tmp_path / "run1", "--json", env=env)
+    result = json.loads(proc.stdout)
+    assert result["registry"] == str(library / "registry.yaml") and "into-package" not in proc.stderr
+    entry = Registry(library).entry("mnist_mlp")
+    assert entry["weights"]["sha256"] == result["weights"]["sha256"] == zoo.info("mnist_mlp", registry=library)["weights"]["sha256"]
+    assert (library / "weights" / "mnist_mlp.weights.h5").is_file() and Registry(library).format_version == 2  # a library, as zoo search writes
+    model = zoo.load("mnist_mlp", registry=library)
+    assert model.predict(np.zeros((2, 28, 28, 1), np.uint8), verbose=0).shape == (2, 10)
+    assert _package_files() == before
+
+    # neither --library nor --into-package: the library in the cache, named on stdout; the package untouched
+    proc = run_zoo("train", "mnist_mlp", "--subset", "300", "--epochs", "1", "--out", tmp_path / "run2", env=env)
+    default = tmp_path / "cache" / "trained"
+    assert f"entry written to {default / 'registry.yaml'}" in proc.stdout
+    assert Registry(default).entry("mnist_mlp")["training"]["subset"] == 300
+    assert _package_files() == before
+
+    # the shipped registry only with --into-package: chosen any other way it is refused, before any training
+    shipped = Registry().path
+    assert_usage_error(run_zoo("train", "mnist_mlp", "--registry", shipped, check=False, env=env), "shipped in the package", "--into-package")
+    assert_usage_error(run_zoo("train", "mnist_mlp", check=False, env={**env, "ZOO_REGISTRY": str(shipped)}), "shipped in the package")
+    assert_usage_error(run_zoo("train", "mnist_mlp", "--library", library, "--into-package", check=False, env=env), "--library and --into-package")
+    assert_usage_error(run_zoo("train", "mnist_vgg", "--library", tmp_path / "new", check=False, env=env), "no recipe for 'mnist_vgg'")
+    assert not (tmp_path / "new").exists()
+    assert _package_files() == before
+
+
 def test_error_paths_are_one_line_with_exit_code_2(tmp_path, own_registry):
     assert_usage_error(run_zoo("info", "mnist_vgg", check=False), "unknown model 'mnist_vgg'")
     assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--data", tmp_path / "absent.npz", check=False), "absent.npz")
@@ -264,3 +309,33 @@ def test_unusable_cache_folder_warns_in_one_line_and_the_command_succeeds(tmp_pa
     assert json.loads(proc.stdout)["n"] == 20
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("zoo evaluate: warning: cache folder") and "not usable" in line
+
+
+# --- command-line conventions (issue 15, item 4): --version, "did you mean", the sub-command's usage ------------
+
+
+def test_version_prints_the_package_version_on_stdout():
+    from importlib.metadata import version
+
+    proc = run_zoo("--version")
+    assert proc.stdout == f"zoo {zoo.__version__}\n" and proc.stderr == ""
+    assert version("keras-zoo-ensemble") == zoo.__version__  # the installed metadata and the package agree
+
+
+def test_a_flag_error_shows_the_subcommands_usage_and_the_closest_flag_in_one_line():
+    usage = "(usage: zoo evaluate [-h] [--json] [--quiet] [--debug] [--split {train,validation,test}]"
+    assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--limt", "5", check=False),
+                       "zoo evaluate: error: unrecognized arguments: --limt 5; did you mean --limit?", usage)
+    assert_usage_error(run_zoo("info", "mnist_mlp", "--jsn", check=False), "zoo info: error:", "did you mean --json?", "(usage: zoo info ")
+    assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--limit", "many", check=False), "zoo evaluate: error: argument --limit", usage)
+    assert_usage_error(run_zoo("evaluate", "mnist_mlp", "--split", "tset", check=False), "invalid choice: 'tset'", "did you mean 'test'?", usage)
+    assert_usage_error(run_zoo("evaluate", check=False), "zoo evaluate: error: the following arguments are required: name", usage)
+    proc = run_zoo("info", "mnist_mlp", "--frobnicate", check=False)
+    assert_usage_error(proc, "unrecognized arguments: --frobnicate (usage: zoo info ")  # nothing close: no suggestion
+    assert_usage_error(run_zoo("infoo", "mnist_mlp", check=False), "zoo: error:", "did you mean 'info'?", "(usage: zoo [-h] [--version]")
+
+
+def test_an_unknown_model_name_suggests_the_nearest_names():
+    proc = run_zoo("info", "mnist_mpl", check=False)
+    assert_usage_error(proc, "unknown model 'mnist_mpl'; did you mean mnist_mlp?")
+    assert "fashion_mnist" not in proc.stderr

@@ -149,17 +149,36 @@ def _check_input(entry: dict, X, source: str):
 
 
 def _cmd_train(args):
+    """Train a recipe into ``--library``/``--registry``, the shipped registry only with ``--into-package`` (see ``zoo.training``)."""
     import zoo
+    from zoo.recipes import recipe
+    from zoo.training import target_registry
 
+    recipe(args.name)  # an unknown name is refused before any folder is made
     if args.out is not None:
         _check_output_folder(args.out, "--out")
+    given = [option for option, value in (("--library", args.library), ("--registry", args.registry), ("--into-package", args.into_package)) if value]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: give one of --library DIR, --registry FILE and --into-package")
+    if args.library is not None:
+        _check_output_folder(args.library, "--library")
+    if args.registry is not None:
+        _check_output_file(args.registry, "--registry")
+    registry = target_registry(args.registry, args.library, args.into_package)
+    if args.into_package:
+        print(f"zoo train: --into-package: overwriting {args.name} in the shipped registry {registry.path} and its weights in {registry.weights_dir}",
+              file=sys.stderr)
     _start_tensorflow(args)
 
-    entry = zoo.train(args.name, epochs=args.epochs, run_dir=args.out, subset=args.subset, verbose=0 if args.quiet else 2)
+    kwargs = {"into_package": True} if args.into_package else {"registry": registry}
+    entry = zoo.train(args.name, epochs=args.epochs, run_dir=args.out, subset=args.subset, verbose=0 if args.quiet else 2, **kwargs)
     m = entry["metrics"]
-    data = {"name": args.name, "metrics": m, "training": entry["training"], "weights": entry["weights"]}
-    text = f"trained {args.name}: {entry['training']['epochs_run']} epochs in {entry['training']['seconds'] / 60:.1f} min\n" + table(
-        ["split", "accuracy", "log loss"], [[s, m[s]["accuracy"], m[s]["log_loss"]] for s in ("validation", "test")]
+    where = registry.path.parent if registry.path.name == "registry.yaml" else registry.path
+    data = {"name": args.name, "registry": str(registry.path), "metrics": m, "training": entry["training"], "weights": entry["weights"]}
+    text = (
+        f"trained {args.name}: {entry['training']['epochs_run']} epochs in {entry['training']['seconds'] / 60:.1f} min\n"
+        f"entry written to {registry.path} (load it with zoo.load({args.name!r}, registry={str(where)!r}))\n"
+        + table(["split", "accuracy", "log loss"], [[s, m[s]["accuracy"], m[s]["log_loss"]] for s in ("validation", "test")])
     )
     return Output(data, text)
 
@@ -347,11 +366,15 @@ def build_parser():
     p.add_argument("--limit", type=positive_int, help="only the first N examples")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("train", parents=[common], help="re-run the model's recipe and update the registry")
+    p = sub.add_parser("train", parents=[common], help="re-run the model's recipe into a model library (never the package, unless asked)")
     p.add_argument("name")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--out", metavar="DIR", help="run directory for logs and checkpoints (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--subset", type=positive_int, help="train and measure on the first N examples only (a smoke test)")
+    p.add_argument("--library", metavar="DIR", help="model library to write the entry and weights into (DIR/registry.yaml, DIR/weights/; "
+                   "created if missing). Default: $ZOO_REGISTRY if set, else $ZOO_CACHE_DIR/trained")
+    p.add_argument("--registry", metavar="FILE", help="registry file to write the entry into (weights in a weights/ folder beside it; created if missing)")
+    p.add_argument("--into-package", action="store_true", help="overwrite the entry and weights shipped in the package (retraining the zoo itself)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", parents=[common], help="label and probability for each input")
@@ -377,7 +400,7 @@ def build_parser():
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (running ones finish)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="smoke run: the first N training examples plus an early-stopping slice")
     p.add_argument("--epochs", type=positive_int, metavar="E", help="fix the maximum number of epochs (no longer searched)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, plus each trial's number (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler, plus an offset of the study name and each trial's number (default: 0)")
     p.add_argument("--space", metavar="FILE.yaml", help="search space laid over the builder's default (see zoo.search_spaces)")
     p.add_argument("--metric", choices=["accuracy", "log_loss"], default="accuracy", help="objective on the early-stopping slice (default: accuracy)")
     p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")

@@ -615,7 +615,7 @@ def _train(job: dict) -> dict:
 
     from zoo.datasets import resolve_data_dir
     from zoo.library import prepare_trial
-    from zoo.tuning import _fit_trial, _load_data, _start_tensorflow
+    from zoo.tuning import _fit_trial, _load_data, _sampler, _start_tensorflow
 
     config = job["config"]
     if not os.path.isdir(config["data_dir"]):  # another machine: the worker's own data folder (ZOO_DATA_DIR)
@@ -625,9 +625,9 @@ def _train(job: dict) -> dict:
     arrays = None if job["data"] is None else _read_scratch(job["data"], job["data_sha256"])
     X, y = _load_data({**config, "arrays": arrays})
     storage = open_storage(config["storage"][1], heartbeat=None)  # the loop keeps the heartbeat
-    # TPE seeded with seed + the trial's number, as on one machine
+    # TPE seeded with seed + the study name's offset + the trial's number, as on one machine
     study = optuna.load_study(study_name=config["study"], storage=storage, pruner=config["pruner"],
-                              sampler=optuna.samplers.TPESampler(seed=config["seed"] + job["number"]))
+                              sampler=_sampler(config["study"], config["seed"], job["number"]))
     trial = optuna.trial.Trial(study, job["trial_id"])
     clf, record = _fit_trial(trial, config, X, y)
     entry = prepare_trial(clf, job["out"], **record)

@@ -160,7 +160,7 @@ def provenance(model) -> dict | None:
 
 def _check_file(path: Path, sha256: str, name: str, what: str) -> None:
     if not path.exists():
-        raise FileNotFoundError(f"{name}: {what} file {path} is missing (reinstall the package or run `zoo train {name}`)")
+        raise FileNotFoundError(f"{name}: {what} file {path} is missing (reinstall the package or run `zoo train {name} --into-package`)")
     try:
         verify(path, sha256, what=f"{name} {what} file")
     except ChecksumError as exc:

@@ -32,6 +32,23 @@ starting point's (a stride of 1 instead of 2 quadruples a trial's cost). The
 random seed and the early-stopping slice are never searched, so every trial
 is scored on the same slice. Text builders have no token-mode hyperparameter
 (``text_bow`` is multi-hot); their n-gram range is ``ngrams`` (1 to n).
+
+Defaults fit the data (``resolve(..., dataset=, input_shape=)``):
+
+- Flips: the default ``augment`` choices are ``None`` and ``"shift"``; the
+  mirrored ``"flip_shift"`` is added only for datasets whose classes survive a
+  horizontal flip (:data:`FLIP_DATASETS`: Fashion-MNIST's clothing, not MNIST's
+  digits). A user's own images are never flipped unless the user's space (or
+  starting point) says so: whether a mirrored image keeps its label is
+  something only the user knows, and a search would spend trials finding out.
+- Input shape: a space is checked against the input before any study exists.
+  Image augmentation on an input that is not an image (feature vectors) is
+  refused. ``bn_cnn`` and ``inception`` halve the image with an unpadded
+  2x2 max-pool between stages, so an input too small for the number of
+  stages would end at zero pixels: the default space's choices that do not
+  fit are left out (refused if none fits), and a user's value or choice that
+  does not fit is refused, naming it. ``sepconv`` and ``residual`` downsample
+  with padding and fit any size.
 """
 
 from __future__ import annotations
@@ -40,7 +57,7 @@ import copy
 import json
 import numbers
 
-__all__ = ["SPACES", "TRAINING_PARAMS", "resolve", "space", "suggest"]
+__all__ = ["FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "resolve", "space", "suggest"]
 
 # ZooClassifier settings a space may set; early_stopping_size and random_state are
 # left out on purpose: they change the early-stopping slice the trials are compared on.
@@ -51,7 +68,9 @@ TRAINING_PARAMS = (
 
 _DROPOUT = {"low": 0.0, "high": 0.5}
 _LR = {"low": 3e-4, "high": 3e-3, "log": True}
-_AUGMENT = {"choices": [None, "shift", "flip_shift"]}  # flips fit clothing, not digits: the search finds out
+_AUGMENT = {"choices": [None, "shift"]}  # flips only where the data allows them: see space()
+# zoo datasets whose classes survive a horizontal flip (clothing); not digits, nor a user's images
+FLIP_DATASETS = frozenset({"fashion_mnist"})
 _CONV_EPOCHS = {"choices": [10, 20, 30]}
 _TEXT_LR = {"low": 3e-4, "high": 3e-3, "log": True}
 
@@ -144,21 +163,64 @@ SPACES: dict[str, dict] = {
 _FROM_DATA = ("input_shape", "num_classes", "vocabulary")
 
 
-def space(builder: str) -> dict:
-    """A copy of the default search space of ``builder``."""
+def space(builder: str, dataset: str | None = None) -> dict:
+    """A copy of the default search space of ``builder``.
+
+    Parameters
+    ----------
+    builder : str
+        A builder name (``zoo.architectures.BUILDERS``).
+    dataset : str, optional
+        The zoo dataset searched; for one of :data:`FLIP_DATASETS` the
+        ``augment`` choices include ``"flip_shift"``.
+
+    Returns
+    -------
+    dict
+        The space, the caller's to change.
+    """
     if builder not in SPACES:
         raise ValueError(f"unknown builder {builder!r}; expected one of {', '.join(SPACES)}")
-    return copy.deepcopy(SPACES[builder])
+    result = copy.deepcopy(SPACES[builder])
+    if dataset in FLIP_DATASETS and "augment" in result:
+        result["augment"]["choices"].append("flip_shift")
+    return result
 
 
-def resolve(builder: str, user: dict | None = None) -> dict:
+def resolve(builder: str, user: dict | None = None, *, dataset: str | None = None, input_shape=None, fixed: dict | None = None) -> dict:
     """The space a search samples: ``user`` laid over the builder's default, checked.
 
-    Raises ``ValueError`` naming the hyperparameter for an unknown name, a
-    malformed range (``low`` above ``high``, a log scale from 0...), empty
-    choices, or a setting that would change the early-stopping slice.
+    Parameters
+    ----------
+    builder : str
+        A builder name.
+    user : dict, optional
+        The user's space (see the module docstring), laid over the default.
+    dataset : str, optional
+        The zoo dataset searched (None for a user's data): decides whether the
+        default space flips images (:data:`FLIP_DATASETS`).
+    input_shape : tuple of int, optional
+        The shape of one example (``(28, 28, 1)``, ``(20,)``; None for text):
+        the space is then checked against it (see the module docstring).
+    fixed : dict, optional
+        The starting point's builder hyperparameters (unprefixed), used for
+        the names the space does not search when checking the input shape.
+
+    Returns
+    -------
+    dict
+        The resolved space.
+
+    Raises
+    ------
+    ValueError
+        Naming the hyperparameter, for an unknown name, a malformed range
+        (``low`` above ``high``, a log scale from 0...), empty choices, a
+        setting that would change the early-stopping slice, or a value that
+        does not fit the input shape.
     """
-    result = space(builder)
+    result = space(builder, dataset)
+    given = set()
     if user is not None:
         if not isinstance(user, dict):
             raise ValueError(f"a search space is a mapping of hyperparameter names, got {type(user).__name__}")
@@ -170,10 +232,82 @@ def resolve(builder: str, user: dict | None = None) -> dict:
                 result.pop(name, None)
             else:
                 result[name] = copy.deepcopy(spec)
+                given.add(name)
+    if input_shape is not None:
+        _check_augment(result, fixed or {}, tuple(input_shape))
     _check_names(builder, [n for n in result if n not in SPACES[builder]])
     for name, spec in result.items():
         _check_spec(name, spec)
+    if input_shape is not None:
+        _fit_pooling(builder, result, given, fixed or {}, tuple(input_shape))
     return result
+
+
+def _candidates(spec) -> list | None:
+    """The values a spec may take: its choices, its fixed value, the integers of an int range; None for a float range."""
+    if not isinstance(spec, dict):
+        return [spec]
+    if "choices" in spec:
+        return list(spec["choices"])
+    if all(isinstance(spec[k], numbers.Integral) for k in ("low", "high")) and isinstance(spec.get("step", 1), numbers.Integral):
+        return list(range(spec["low"], spec["high"] + 1, spec.get("step", 1)))
+    return None
+
+
+def _check_augment(result: dict, fixed: dict, input_shape: tuple) -> None:
+    """Refuse image augmentation when the input is not an image."""
+    if len(input_shape) == 3:
+        return
+    spec = result.get("augment", fixed.get("augment"))
+    values = _candidates(spec) if spec is not None else []
+    if any(v is not None for v in values or ()):
+        raise ValueError(f"search space: augment {spec!r}: image augmentation needs images (height, width, channels), "
+                         f"but the input is shaped {input_shape}; drop augment from the space")
+
+
+def _pooled(size: int, strides: int, pools: int) -> int:
+    """Pixels left along one side after a padded stem of ``strides`` and ``pools`` unpadded 2x2 max-pools."""
+    size = -(-size // strides)
+    for _ in range(pools):
+        size //= 2
+    return size
+
+
+def _fit_pooling(builder: str, result: dict, given: set, fixed: dict, input_shape: tuple) -> None:
+    """Keep the default choices whose unpadded max-pools fit the image; refuse the user's values that do not."""
+    if builder not in ("bn_cnn", "inception") or len(input_shape) != 3:
+        return
+    import inspect
+
+    from zoo.architectures import BUILDERS  # imports Keras: only for the two builders that pool without padding
+
+    defaults = {k: p.default for k, p in inspect.signature(BUILDERS[builder]).parameters.items()}
+    stages = "filters" if builder == "bn_cnn" else "modules"
+    side = min(input_shape[:2])
+
+    def values(name):
+        if name in result:
+            return _candidates(result[name])
+        return [fixed.get(name, defaults.get(name, 1))]
+
+    strides = [1] if builder == "bn_cnn" else values("stem_strides")
+    if strides is None:  # a float range of strides: not a valid space, refused when a trial builds it
+        return
+
+    stage_values = values(stages)
+    if stage_values is None:
+        return
+    bad = [v for v in stage_values if any(_pooled(side, stride, len(v) - 1) < 1 for stride in strides)]
+    if not bad:
+        return
+    if stages in result and stages not in given and isinstance(result[stages], dict) and "choices" in result[stages]:
+        kept = [v for v in stage_values if v not in bad]
+        if kept:  # a default space: leave out what the image cannot take
+            result[stages] = {"choices": kept}
+            return
+    stem = f" after a stem of stride {max(strides)}" if max(strides) > 1 else ""
+    raise ValueError(f"search space: {stages} {bad[0]!r} does not fit images of {input_shape[0]}x{input_shape[1]}: "
+                     f"its {len(bad[0]) - 1} unpadded 2x2 max-pools{stem} leave no pixel; use fewer stages or larger images")
 
 
 def _check_names(builder: str, names: list) -> None:

@@ -9,6 +9,26 @@ directory a CSV log (``training.csv``), TensorBoard event files
 vocabulary, for text models) are written atomically into the registry's
 weights folder and the registry entry is updated with the new sha256,
 parameter count, metrics and versions.
+
+Where the entry goes (decided by :func:`target_registry`, used by ``zoo train``
+too):
+
+- ``library=LIB``: a model library as ``zoo search`` writes it
+  (``LIB/registry.yaml`` and ``LIB/weights/``, created by
+  ``zoo.library.open_library``); ``zoo.load(name, registry=LIB)`` loads it.
+- ``registry=FILE`` (or a ``Registry``): that registry, created if missing.
+- ``into_package=True``: the registry shipped in the package and its
+  ``zoo/weights`` folder, what ``scripts/train_zoo.py`` retrains. Nothing
+  else writes there: a registry that resolves to the shipped one (through
+  ``registry=`` or ``$ZOO_REGISTRY``) is refused without this flag.
+- Nothing given: ``$ZOO_REGISTRY`` if set, else the library
+  ``$ZOO_CACHE_DIR/trained`` (``zoo.datasets.cache_dir()``). Not a refusal:
+  ``zoo train NAME`` is how the README says an entry is reproduced, and a
+  smoke run (``--subset 300 --epochs 1``) should work as typed without
+  overwriting the shipped model with a one-epoch one, as it did in an editable
+  install, where the package's files are the source tree's. The cache is
+  the folder the zoo already owns for derived files, outside the package
+  and the working directory; the command prints where the entry went.
 """
 
 from __future__ import annotations
@@ -25,9 +45,59 @@ from zoo import datasets
 from zoo._files import atomic_path, atomic_write_text, sha256_file
 from zoo.models import build_model, predict_proba, scores
 from zoo.recipes import recipe as _recipe
-from zoo.registry import Registry
+from zoo.registry import Registry, shipped_path
 
-__all__ = ["train"]
+__all__ = ["DEFAULT_LIBRARY", "target_registry", "train"]
+
+DEFAULT_LIBRARY = "trained"  # the library under zoo.datasets.cache_dir() that takes entries by default
+
+
+def target_registry(
+    registry: Registry | str | os.PathLike | None = None,
+    library: str | os.PathLike | None = None,
+    into_package: bool = False,
+) -> Registry:
+    """The registry a training run writes into (see the module docstring).
+
+    Parameters
+    ----------
+    registry : Registry or path, optional
+        A registry, or its file (created empty if missing).
+    library : path, optional
+        A model library folder (``registry.yaml`` and ``weights/``), created if missing.
+    into_package : bool, default=False
+        Write into the registry shipped in the package (and ``zoo/weights``).
+
+    Returns
+    -------
+    Registry
+
+    Raises
+    ------
+    ValueError
+        For more than one of the three, or a registry that is the shipped
+        one without ``into_package``.
+    """
+    from zoo.library import open_library
+
+    if sum(x is not None for x in (registry, library)) + bool(into_package) > 1:
+        raise ValueError("give one of registry=, library= and into_package=True")
+    if into_package:
+        return Registry(shipped_path())
+    if library is not None:
+        reg = open_library(library)
+    elif isinstance(registry, Registry):
+        reg = registry
+    elif registry is not None:
+        reg = Registry(registry) if Path(registry).is_file() else Registry.create(registry)
+    elif os.environ.get("ZOO_REGISTRY"):
+        reg = Registry()
+    else:
+        reg = open_library(datasets.cache_dir() / DEFAULT_LIBRARY)
+    if reg.is_shipped():
+        raise ValueError(f"{reg.path} is the registry shipped in the package: train into a library (library=, --library DIR) "
+                         "or pass into_package=True (--into-package) to overwrite the shipped model")
+    return reg
 
 
 def train(
@@ -39,6 +109,8 @@ def train(
     data_dir: str | os.PathLike | None = None,
     subset: int | None = None,
     verbose: int | str = "auto",
+    library: str | os.PathLike | None = None,
+    into_package: bool = False,
 ) -> dict:
     """Train a zoo entry from its recipe and record the result in the registry.
 
@@ -51,7 +123,10 @@ def train(
     run_dir : path, optional
         Where logs and checkpoints go; defaults to ``runs/<name>-<timestamp>``.
     registry : Registry or path, optional
-        Registry to update; defaults to the shipped one.
+        Registry to update (its file is created if missing). Never the
+        shipped one unless ``into_package``; see :func:`target_registry` for
+        the default (``$ZOO_REGISTRY``, else the library
+        ``$ZOO_CACHE_DIR/trained``).
     data_dir : path, optional
         Data directory (see ``zoo.datasets``).
     subset : int, optional
@@ -60,6 +135,12 @@ def train(
         of each split: a smoke test, recorded as such in the entry.
     verbose : int or "auto"
         Keras progress output.
+    library : path, optional
+        A model library folder (``registry.yaml``, ``weights/``; created if
+        missing) to write the entry into, as ``zoo search`` writes one.
+    into_package : bool, default=False
+        Overwrite the entry and weights shipped in the package (what
+        ``scripts/train_zoo.py`` does to retrain the zoo).
 
     Returns
     -------
@@ -77,7 +158,7 @@ def train(
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         cfg["epochs"] = int(epochs)
-    reg = registry if isinstance(registry, Registry) else Registry(registry)
+    reg = target_registry(registry, library, into_package)  # checked before any training
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / f"{name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,23 @@
   ``log_loss`` (minimised), measured after restoring the best epoch. Every
   trial keeps the starting point's seed, so every trial is scored on the
   same slice. The validation split stays untouched for fitting ensembles.
-- Sampler: Optuna's TPE, seeded with ``seed`` plus the trial's number. When K
-  workers start together their first trials are numbers 0 to K-1, so worker
-  ``i`` samples with ``seed + i``; and as the number is unique in the study,
-  no two workers, recycled processes, resumed runs or other commands sharing
-  the study ever repeat a random start-up trial (a per-worker ``seed + index``
-  would, for two commands started together). With Optuna's constant liar,
-  running trials repel new ones.
+- Sampler: Optuna's TPE, seeded with ``seed`` plus an offset of the study
+  name plus the trial's number (modulo 2**32; ``_sampler``, the one place
+  every executor makes a sampler). When K workers start together their first
+  trials are numbers 0 to K-1, so worker ``i`` samples with ``seed + offset +
+  i``; and as the number is unique in the study, no two workers, recycled
+  processes, resumed runs or other commands sharing the study ever repeat a
+  random start-up trial (a per-worker ``seed + index`` would, for two
+  commands started together). The offset (the first four bytes of the
+  sha256 of the study name, never Python's per-process ``hash``) keeps two
+  studies sharing a library and a seed (``fashion_mnist_bn_cnn`` and
+  ``fashion_mnist_residual`` in one library, or two names for one model)
+  from drawing the same start-up trials: their seeds coincide only if their
+  offsets fall within a trial count of each other, a chance of ``2n / 2**32``
+  for two studies of ``n`` trials (one in seven million for 300). The same study name
+  and seed draw the same values, so runs stay reproducible; a study created
+  before the offset existed resumes as before, only its new draws differ.
+  With Optuna's constant liar, running trials repel new ones.
 - Pruner: ``MedianPruner(n_startup_trials=4, n_warmup_steps=2)``, fed the
   slice metric after every epoch by a Keras callback. With a handful of
   trials of many minutes each, bracketed pruners (Hyperband, successive
@@ -138,8 +148,10 @@ def search(
         (with ``client``: a database, by default the SQLite file
         ``library/search.db``, for workers on this machine only).
     seed : int, default=0
-        Seeds the TPE sampler, plus each trial's number (unique in the study:
-        workers never repeat each other's random start-up trials).
+        Seeds the TPE sampler, plus an offset of the study name (studies
+        sharing a library draw different start-up trials) and each trial's
+        number (unique in the study: workers never repeat each other's random
+        start-up trials).
     timeout : float, optional
         Seconds after which no trial starts (running ones finish).
     subset : int, optional
@@ -216,7 +228,8 @@ def search(
             data_info["examples"] = min(examples, subset + es)
     if base.get("early_stopping_size") is None:
         raise ValueError("a search scores trials on the early-stopping slice: the starting point needs early_stopping_size")
-    resolved = resolve(builder, space)
+    resolved = resolve(builder, space, dataset=dataset, input_shape=_input_shape(builder, dataset, arrays),
+                       fixed={k.removeprefix("builder__"): v for k, v in base.items() if k.startswith("builder__")})
     if epochs is not None:
         resolved["epochs"] = epochs
     if pruner is None:
@@ -262,6 +275,7 @@ def search(
         finally:
             optuna.logging.set_verbosity(verbosity)
         _check_study(study, {"builder": builder, "dataset": dataset, "data_sha256": data_info and data_info["sha256"], "subset": subset, "metric": metric})
+        _keep_recorded_choices(study, resolved, space)
         if client is None:
             _reap(study, registry)
         else:
@@ -325,6 +339,36 @@ def _starting_point(name: str, user_data: bool) -> tuple[str, dict, str | None]:
     params = clf.get_params(deep=False)
     params.update(verbose=0, log_dir=None)
     return clf.builder, params, dataset
+
+
+def _input_shape(builder: str, dataset: str | None, arrays) -> tuple | None:
+    """The shape of one example the search trains on (None for text), known before any study exists."""
+    from zoo.registry import BUILDER_KINDS
+
+    if BUILDER_KINDS[builder] == "text":
+        return None
+    if arrays is not None:
+        return tuple(arrays[0].shape[1:])
+    return (28, 28, 1)  # the zoo's image datasets, MNIST and Fashion-MNIST
+
+
+def _sampler_seed(study: str, seed: int, number: int) -> int:
+    """The TPE seed of trial ``number`` of ``study``: ``seed`` + the study name's offset + ``number``, modulo 2**32.
+
+    The offset is the first four bytes of the sha256 of the study name (not
+    Python's ``hash``, which changes from process to process), so it is the
+    same in every worker, machine and run, and two studies sharing a library
+    and a seed start from different random trials.
+    """
+    offset = int.from_bytes(hashlib.sha256(study.encode("utf-8")).digest()[:4], "big")
+    return (seed + offset + number) % 2**32
+
+
+def _sampler(study: str, seed: int, number: int):
+    """The TPE sampler that draws trial ``number`` of ``study`` (seeded by :func:`_sampler_seed`); every executor uses it."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=_sampler_seed(study, seed, number))
 
 
 def _train_examples(dataset: str) -> int:
@@ -415,6 +459,25 @@ def _check_study(study, expected: dict) -> None:
     if different:
         what = ", ".join(f"{k} {recorded.get(k)!r} (now {expected[k]!r})" for k in different)
         raise ValueError(f"study {study.study_name!r} was created with {what}: choose another study name (study_name= / --study) or library")
+
+
+def _keep_recorded_choices(study, resolved: dict, user) -> None:
+    """Resume a study with the default ``augment`` choices its trials were drawn from.
+
+    The default choices changed (flips only where the data allows them); Optuna
+    refuses a categorical whose choices differ from the study's earlier trials
+    ("dynamic value space"), so a study created before keeps its own, unless
+    the user's space sets ``augment``.
+    """
+    from optuna.distributions import CategoricalDistribution
+
+    if "augment" not in resolved or (isinstance(user, dict) and "augment" in user):
+        return
+    for trial in study.get_trials(deepcopy=False):
+        recorded = trial.distributions.get("augment")
+        if isinstance(recorded, CategoricalDistribution):
+            resolved["augment"] = {"choices": list(recorded.choices)}
+            return
 
 
 # --------------------------------------------------------------------------- trial bookkeeping
@@ -672,9 +735,10 @@ def _worker(config: dict, index: int, queue) -> None:
             for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "worker": index}.items():
                 trial.set_user_attr(key, value)  # who runs it: _reap fails it if this process dies
             # TPE draws the trial's values when the objective asks for them, with the sampler the study
-            # has then: seeded with seed + the trial's number, unique in the study, so no two workers
-            # (of this run, a recycled process or another command on the same study) repeat a draw
-            study.sampler = optuna.samplers.TPESampler(seed=config["seed"] + trial.number)
+            # has then: seeded with seed + the study name's offset + the trial's number, unique in the
+            # study, so no two workers (of this run, a recycled process or another command on the same
+            # study) repeat a draw, and no other study sharing the library does either
+            study.sampler = _sampler(config["study"], config["seed"], trial.number)
             if _surplus(study, trial.number, config["n_trials"]):
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
