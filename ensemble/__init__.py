@@ -16,6 +16,7 @@ from ensemble.chunked import predict_chunked
 from ensemble.diversity import Diversity, diversity
 from ensemble.persistence import load, save
 from ensemble.selection import select
+from ensemble.serving import export_saved_model
 from ensemble.stack import StackClassifier, StackRegressor
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "StackClassifier",
     "StackRegressor",
     "diversity",
+    "export_saved_model",
     "load",
     "predict_chunked",
     "save",

@@ -2,6 +2,16 @@
 
 Nothing here imports keras at module level; it is imported only when a Keras
 member is actually saved, restored or fused.
+
+Fusion (``to_keras()`` of blends and logistic stacks) builds one functional
+model from built-in layers and ``keras.ops`` only: frozen ``Dense`` layers for
+the mixing, the sigmoid-to-two-columns step and the logistic meta-learner,
+and, for a temperature ``T``, a small named block computing
+``softmax(log(max(p, eps)) / T)`` exactly as :mod:`ensemble.calibration` does
+(the same epsilon, float32 instead of float64). Keras serialises ``keras.ops``
+calls of a functional model as built-in operations, so a fused model saved as
+``.keras`` loads with ``safe_mode=True`` in a process that never imports this
+package; no ``Lambda`` layer and no custom layer class are involved.
 """
 
 import hashlib
@@ -205,36 +215,102 @@ def _model_from_bytes(data):
         return keras.saving.load_model(path, compile=False)
 
 
-def fuse(members, weights, names):
+def _fused_input(members, names):
+    """The ``keras.Input`` of a fused model: the members' common raw input (uint8 images, strings)."""
+    import keras
+
+    shapes = {tuple(m.model.input_shape[1:]) for m in members}
+    dtypes = {m.model.inputs[0].dtype for m in members}
+    if len(shapes) > 1 or len(dtypes) > 1:
+        detail = ", ".join(f"{n}: {m.model.input_shape} {m.model.inputs[0].dtype}" for m, n in zip(members, names))
+        raise ValueError(f"to_keras() needs members with the same input; got {detail}")
+    first = members[0].model
+    return keras.Input(shape=first.input_shape[1:], dtype=first.inputs[0].dtype, name="input")
+
+
+def _member_models(members, names):
+    """Each member's ``keras.Model``, wrapped under a unique name where two share one (layer names must be unique)."""
+    import keras
+
+    counts = {}
+    for m in members:
+        counts[m.model.name] = counts.get(m.model.name, 0) + 1
+    models = []
+    for member, name in zip(members, names):
+        model = member.model
+        if counts[model.name] > 1:
+            model = keras.Model(model.inputs[0], model.outputs[0], name=f"{name}_model")
+        models.append(model)
+    return models
+
+
+def _frozen_dense(x, kernel, bias, name):
+    """``x @ kernel + bias`` as a frozen ``Dense`` layer."""
+    import keras
+
+    layer = keras.layers.Dense(kernel.shape[1], trainable=False, name=name)
+    y = layer(x)
+    layer.set_weights([np.asarray(kernel, dtype="float32"), np.asarray(bias, dtype="float32")])
+    return y
+
+
+def _two_columns(x, name):
+    """A sigmoid output ``p`` as ``[1 - p, p]`` (see :meth:`KerasMember.predict_proba`)."""
+    return _frozen_dense(x, np.array([[-1.0, 1.0]]), np.array([1.0, 0.0]), name)
+
+
+def _temperature(x, temperature, name):
+    """``softmax(log(max(p, eps)) / temperature)`` as a small functional block (see :mod:`ensemble.calibration`).
+
+    Built from ``keras.ops`` (``maximum``, ``log``, ``divide``) and a
+    ``Softmax`` layer: a Keras functional model serialises these as built-in
+    operations, so the fused model loads with ``safe_mode=True`` without a
+    ``Lambda`` layer or any custom class. The temperature and the clipping
+    epsilon are constants of the saved config.
+    """
+    import keras
+
+    from ensemble.calibration import PROBABILITY_FLOOR
+
+    inputs = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype)
+    z = keras.ops.divide(keras.ops.log(keras.ops.maximum(inputs, float(PROBABILITY_FLOOR))), float(temperature))
+    block = keras.Model(inputs, keras.layers.Softmax(axis=-1)(z), name=name)
+    return block(x)
+
+
+def _member_probabilities(model, member, x, temperature, name, *, two_columns):
+    """Member output (raw column order) on ``x``; sigmoid outputs as two columns when asked or calibrated."""
+    out = model(x)
+    if out.shape[-1] == 1 and (two_columns or temperature != 1):
+        out = _two_columns(out, f"{name}_two_columns")
+    if temperature != 1:
+        out = _temperature(out, temperature, f"{name}_temperature")
+    return out
+
+
+def fuse(members, weights, names, temperatures=None, blend_temperature=1.0):
     """One functional ``keras.Model`` computing ``sum_i weights[i] * output_i``.
 
     ``members`` are :class:`KerasMember` adapters; the output columns follow
     each member's sorted ``classes_`` (classification) and sigmoid outputs
     become two columns. Members with zero weight are left out. The mixing is a
     single frozen ``Dense`` layer over the concatenated member outputs.
+    ``temperatures`` (one per member) and ``blend_temperature`` add
+    temperature-scaling blocks (see :func:`_temperature`) after a member and
+    after the mixing, where they differ from 1.
     """
     import keras
 
-    used = [(m, w, n) for m, w, n in zip(members, weights, names) if w > 0]
-    shapes = {tuple(m.model.input_shape[1:]) for m, _, _ in used}
-    dtypes = {m.model.inputs[0].dtype for m, _, _ in used}
-    if len(shapes) > 1 or len(dtypes) > 1:
-        detail = ", ".join(f"{n}: {m.model.input_shape} {m.model.inputs[0].dtype}" for m, _, n in used)
-        raise ValueError(f"to_keras() needs members with the same input; got {detail}")
-    first = used[0][0].model
-    inputs = keras.Input(shape=first.input_shape[1:], dtype=first.inputs[0].dtype, name="input")
-
-    counts = {}
-    for m, _, _ in used:
-        counts[m.model.name] = counts.get(m.model.name, 0) + 1
+    if temperatures is None:
+        temperatures = np.ones(len(members))
+    used = [(m, w, n, t) for m, w, n, t in zip(members, weights, names, temperatures) if w > 0]
+    inputs = _fused_input([m for m, _, _, _ in used], [n for _, _, n, _ in used])
+    models = _member_models([m for m, _, _, _ in used], [n for _, _, n, _ in used])
     regression = used[0][0].task == "regression"
     n_out = 1 if regression else len(used[0][0].classes_)
     outputs, blocks, bias = [], [], np.zeros(n_out)
-    for member, w, name in used:
-        model = member.model
-        if counts[model.name] > 1:  # layer names must be unique: rename via a graph wrapper
-            model = keras.Model(model.inputs[0], model.outputs[0], name=f"{name}_model")
-        out = model(inputs)
+    for model, (member, w, name, t) in zip(models, used):
+        out = _member_probabilities(model, member, inputs, t, name, two_columns=False)
         width = out.shape[-1]
         block = np.zeros((width, n_out))
         if regression:
@@ -251,7 +327,52 @@ def fuse(members, weights, names):
         outputs.append(out)
         blocks.append(block)
     x = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="member_outputs")(outputs)
-    mix = keras.layers.Dense(n_out, trainable=False, name="weighted_sum")
-    y = mix(x)
-    mix.set_weights([np.vstack(blocks).astype("float32"), bias.astype("float32")])
+    y = _frozen_dense(x, np.vstack(blocks), bias, "weighted_sum")
+    if blend_temperature != 1:
+        y = _temperature(y, blend_temperature, "blend_temperature")
     return keras.Model(inputs, y, name="blend")
+
+
+def fuse_stack(members, names, temperatures, coef, intercept, meta_columns, n_classes, *, binary_features):
+    """One functional ``keras.Model`` computing a logistic-regression stack's ``predict_proba``.
+
+    Each member's (temperature-scaled) probabilities, in sorted class order,
+    are the meta-features, the first column dropped when ``binary_features``
+    (scikit-learn's scheme for two classes). The logistic regression is a
+    frozen ``Dense`` layer and a ``Softmax``; a binary one (``coef`` of one
+    row, ``p = sigmoid(d)``) becomes two logits ``-d/2, d/2``, whose softmax
+    is ``[1 - p, p]``. ``meta_columns`` places the regression's classes among
+    the ``n_classes`` output columns (0 for the others).
+    """
+    import keras
+
+    inputs = _fused_input(members, names)
+    models = _member_models(members, names)
+    coef = np.asarray(coef, dtype=np.float64)
+    intercept = np.asarray(intercept, dtype=np.float64)
+    if coef.shape[0] == 1:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    outputs, blocks, offset = [], [], 0
+    for model, member, name, t in zip(models, members, names, temperatures):
+        out = _member_probabilities(model, member, inputs, t, name, two_columns=True)
+        position = np.argsort(np.argsort(member._column_labels(), kind="stable"))
+        n_features = len(position) - 1 if binary_features else len(position)
+        block = np.zeros((out.shape[-1], coef.shape[0]))
+        for raw, sorted_position in enumerate(position):
+            feature = sorted_position - 1 if binary_features else sorted_position
+            if feature >= 0:
+                block[raw] = coef[:, offset + feature]
+        offset += n_features
+        outputs.append(out)
+        blocks.append(block)
+    if offset != coef.shape[1]:
+        raise ValueError(f"to_keras(): the meta-learner takes {coef.shape[1]} features, the members give {offset}")
+    x = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="member_outputs")(outputs)
+    logits = _frozen_dense(x, np.vstack(blocks), intercept, "meta_learner")
+    y = keras.layers.Softmax(axis=-1, name="meta_probabilities")(logits)
+    meta_columns = np.asarray(meta_columns)
+    if len(meta_columns) != n_classes or np.any(meta_columns != np.arange(n_classes)):
+        place = np.zeros((len(meta_columns), n_classes))
+        place[np.arange(len(meta_columns)), meta_columns] = 1.0
+        y = _frozen_dense(y, place, np.zeros(n_classes), "classes")
+    return keras.Model(inputs, y, name="stack")

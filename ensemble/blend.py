@@ -154,11 +154,20 @@ class _BaseBlend(_BaseEnsemble):
 
         Requires every member to be a Keras model (or :class:`KerasMember`)
         taking the same input. The weighted average is a frozen ``Dense``
-        layer; classifier outputs follow ``classes_``.
+        layer; classifier outputs follow ``classes_``. A calibrated blend's
+        temperatures (each member's, then the blend's) are blocks of built-in
+        Keras operations, so the model saved as ``.keras`` loads with
+        ``safe_mode=True`` without importing this package.
 
         Returns
         -------
         model : keras.Model
+
+        Raises
+        ------
+        ValueError
+            For hard voting, a member that is not a Keras model, or members
+            taking different inputs.
         """
         check_is_fitted(self)
         if getattr(self, "voting", "soft") != "soft":
@@ -167,9 +176,10 @@ class _BaseBlend(_BaseEnsemble):
         others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
         if others:
             raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
-        if np.any(self._active_temperatures() != 1) or getattr(self, "blend_temperature_", 1.0) != 1:
-            raise ValueError("to_keras() does not apply temperatures: fit the blend with calibrate=False")
-        return fuse(self.estimators_, self._active_weights(), names)
+        return fuse(
+            self.estimators_, self._active_weights(), names, self._active_temperatures(),
+            float(getattr(self, "blend_temperature_", 1.0)),
+        )
 
     def _active_temperatures(self):
         """Temperature of each member of ``estimators_`` (ones for regressors)."""

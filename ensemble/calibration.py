@@ -17,10 +17,10 @@ minimum. Probabilities below the machine epsilon count as the epsilon (as
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["TEMPERATURE_BOUNDS", "apply_temperature", "calibrating", "fit_temperature"]
+__all__ = ["PROBABILITY_FLOOR", "TEMPERATURE_BOUNDS", "apply_temperature", "calibrating", "fit_temperature"]
 
 TEMPERATURE_BOUNDS = (0.01, 100.0)
-_EPS = np.finfo(np.float64).eps
+PROBABILITY_FLOOR = np.finfo(np.float64).eps  # probabilities are clipped to it before the log (as log_loss does)
 
 
 def calibrating(calibrate):
@@ -36,7 +36,7 @@ def calibrating(calibrate):
 
 
 def _log_proba(proba):
-    return np.log(np.maximum(np.asarray(proba, dtype=np.float64), _EPS))
+    return np.log(np.maximum(np.asarray(proba, dtype=np.float64), PROBABILITY_FLOOR))
 
 
 def _log_softmax(Z):

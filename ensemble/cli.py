@@ -14,9 +14,15 @@ any further members, and saves the members it selects with their weights
 ``fit-weights``, ``select`` and ``stack`` write a saved-ensemble
 folder (see :mod:`ensemble.persistence`), which ``evaluate`` reads back;
 ``convert`` turns the ``weights.json`` files and ``stack/`` folders of
-version 0.1 into that format. Member predictions are cached (``--cache``,
+version 0.1 into that format. ``export`` fuses a saved ensemble into one
+model and writes it as a TensorFlow SavedModel (:func:`ensemble.export_saved_model`).
+Member predictions are cached (``--cache``,
 default ``$ZOO_CACHE_DIR/predictions``), so refitting on the same data does
-not re-run the members.
+not re-run the members. ``diversity`` compares ``--members``, the models of a
+``--library`` (loaded as ``select`` loads them), or both. ``--plot`` figures
+(diversity; blend weights on ``select`` and ``evaluate``) are built by
+:mod:`ensemble.plots`; this module checks the path and matplotlib before any
+long computation and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -318,6 +324,7 @@ def _fit_and_save(args, kind: str):
     """Fit a blend (``fit-weights``), a selection (``select``) or a stack on the data; save it to ``args.out``."""
     import ensemble
 
+    _check_plot(args)
     X, y, where = _load_data(args, args.split)
     _check_out(args.out)
     library = _library_members(args) if kind == "select" else []
@@ -366,6 +373,8 @@ def _fit_and_save(args, kind: str):
     model.set_params(memory=None)  # the cache is a setting of this machine, not part of the model
     ensemble.save(model, args.out, metadata=metadata)
     print(f"{'stack' if kind == 'stack' else 'weights'} written to {args.out}", file=sys.stderr)
+    if getattr(args, "plot", None):
+        _plot_weights(rows, "validation", f"{label}: weights", args.plot)
     data = {**metadata, "out": str(args.out)}
     return _report(rows, ensemble_scores, "validation", label, weights=kind != "stack", data=data)
 
@@ -433,6 +442,9 @@ def _cmd_evaluate(args):
     model, metadata = _load_ensemble(path, args)
     if not is_classifier(model):
         raise UsageError(f"{path} holds a {type(model).__name__}; `ensemble evaluate` evaluates classifiers")
+    if args.plot and getattr(model, "weights_", None) is None:
+        raise UsageError(f"--plot draws blend weights; {escape(str(path))} holds a {type(model).__name__}, which has none")
+    _check_plot(args)
     fitted_on = metadata.get("fitted_on") or {}
     if not args.data and not args.dataset:
         args.dataset = fitted_on.get("dataset")
@@ -457,6 +469,8 @@ def _cmd_evaluate(args):
     data = {"ensemble": label, "evaluated_on": where, "members": rows, "ensemble_scores": ensemble_scores}
     best = max(r["scores"]["accuracy"] for r in rows)
     data["gain_over_best_member_points"] = round(100 * (ensemble_scores["accuracy"] - best), 4)
+    if args.plot:
+        _plot_weights(rows, "scores", f"{label}: weights on {split}", args.plot)
     return _report([{**r, split: r["scores"]} for r in rows], ensemble_scores, split, label, weights=weights is not None, data=data)
 
 
@@ -535,6 +549,24 @@ def _member_datasets(model) -> list[str | None]:
         origin = provenance(est.model) if isinstance(est, KerasMember) else None  # trained further or not: same dataset
         out.append(origin["entry"].get("dataset") if origin else None)
     return out
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _cmd_export(args):
+    import ensemble
+
+    path = Path(args.path)
+    if not path.is_dir():
+        raise UsageError(f"{escape(str(path))} is not a saved-ensemble folder")
+    model, _ = _load_ensemble(path, args)
+    try:
+        out = ensemble.export_saved_model(model, args.out)
+    except FileExistsError as exc:
+        raise UsageError(f"--out {escape(str(args.out))}: {exc}") from None
+    print(f"exported {escape(str(path))} to {escape(str(out))}", file=sys.stderr)
+    return Output({"out": str(out), "ensemble": str(path), "format": "tf_saved_model"}, f"exported {path} to {out}")
 
 
 # --------------------------------------------------------------------------- convert (version 0.1 files)
@@ -638,51 +670,58 @@ def _report(member_rows, ensemble_scores, split, label, *, data, weights=False):
 def _cmd_diversity(args):
     import ensemble
 
+    if not args.members and not args.library:
+        raise UsageError("give the members to compare: --members M [M ...], --library LIB, or both")
+    _check_plot(args)
     X, y, where = _load_data(args, args.split)
-    members = _load_members(args.members, args)
+    library = _library_members(args) if args.library else []
+    members = _load_members(args.members, args, library)
     memory = _memory(args)
     _member_probabilities([m.name for m in members], [m.estimator for m in members], X, memory, args.quiet)  # fills the cache
     report = ensemble.diversity([(m.name, m.estimator) for m in members], X, y, memory=memory)
     if args.plot:
-        _plot_diversity(report, args.plot)
+        from ensemble.plots import diversity_figure
+
+        _save_plot(diversity_figure(report), args.plot, "diversity")
     return Output({"data": where, **report.to_dict()}, str(report))
 
 
-def _plot_diversity(report, path: str) -> None:
+def _check_plot(args) -> None:
+    """Refuse ``--plot`` without matplotlib or with a path we could not write, before any long computation."""
+    if not getattr(args, "plot", None):
+        return
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install 'keras-zoo-ensemble[plot]'") from None
-    d = report.to_dict()
-    names = [m["name"] for m in d["members"]]
-    k = len(names)
-    corr = np.eye(k)
-    for p in d["pairs"]:
-        i, j = names.index(p["a"]), names.index(p["b"])
-        corr[i, j] = corr[j, i] = p["error_correlation"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6 + 0.6 * k, 3 + 0.4 * k), gridspec_kw={"width_ratios": [3, 2]})
-    image = ax1.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax1.set_xticks(range(k), names, rotation=60, ha="right", fontsize=8)
-    ax1.set_yticks(range(k), names, fontsize=8)
-    for i in range(k):
-        for j in range(k):
-            ax1.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    ax1.set_title("error correlation")
-    fig.colorbar(image, ax=ax1, fraction=0.046)
-    ax2.barh(names, [m["accuracy"] for m in d["members"]])
-    ax2.set_xlim(min(m["accuracy"] for m in d["members"]) - 0.02, 1.0)
-    ax2.set_title("accuracy")
-    ax2.tick_params(labelsize=8)
-    fig.tight_layout()
+    from zoo._files import check_file_name
+
+    try:
+        check_file_name(args.plot)
+    except OSError as exc:
+        raise UsageError(f"--plot {escape(str(args.plot))}: {exc.strerror}") from None
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if Path(args.plot).suffix.lstrip(".").lower() not in kinds:
+        raise UsageError(f"--plot {escape(str(args.plot))}: name the file with one of the image suffixes .{', .'.join(sorted(kinds))}")
+
+
+def _plot_weights(rows: list[dict], scores: str, title: str, path: str) -> None:
+    """Draw the weight of each member row (with its accuracy, from ``row[scores]``) to ``path``."""
+    from ensemble.plots import weights_figure
+
+    accuracies = [r[scores]["accuracy"] for r in rows]
+    _save_plot(weights_figure([r["name"] for r in rows], [r["weight"] for r in rows], accuracies=accuracies, title=title), path, "weights")
+
+
+def _save_plot(fig, path: str, what: str) -> None:
+    """Write a figure of :mod:`ensemble.plots` to ``path`` atomically; say so on stderr."""
     from zoo._files import atomic_path
 
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    print(f"diversity plot written to {escape(str(path))}", file=sys.stderr)
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".").lower())
+    print(f"{what} plot written to {escape(str(path))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- parser
@@ -710,8 +749,8 @@ def build_parser():
         p.add_argument("--cache", metavar="DIR", help="member prediction cache (default: $ZOO_CACHE_DIR/predictions)")
         p.add_argument("--seed", type=int, default=0, help="random seed (Caruana bagging, random-forest meta-learner)")
 
-    def member_args(p):
-        p.add_argument("--members", nargs="+", required=True, metavar="M", help="zoo names or model files (.skops, .keras, .json/.ubj)")
+    def member_args(p, required=True):
+        p.add_argument("--members", nargs="+", required=required, default=[], metavar="M", help="zoo names or model files (.skops, .keras, .json/.ubj)")
         trust_args(p)
 
     def trust_args(p):
@@ -739,6 +778,7 @@ def build_parser():
     p.add_argument("--bag-fraction", type=_fraction, default=0.5, metavar="F", help="fraction of the candidates in each bag (default: 0.5)")
     p.add_argument("--prune", type=positive_int, metavar="K", help="library pruning: only the K candidates best alone (default: all)")
     p.add_argument("--scoring", choices=["log_loss", "accuracy"], default="log_loss", help="what the selection optimises (default: log_loss)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the weight of each candidate (matplotlib)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                    help="temperature-scale each candidate before selecting, then the blend (default: on)")
     p.add_argument("--out", required=True, metavar="DIR", help="saved-ensemble folder to write (replaced atomically)")
@@ -759,6 +799,7 @@ def build_parser():
     p.add_argument("--x", metavar="X.npy|TEXT", help="inputs larger than memory: a .npy array (memory-mapped) or a UTF-8 text file, one review per line")
     p.add_argument("--y", metavar="Y.npy", help="the labels of --x, a .npy array (memory-mapped)")
     p.add_argument("--chunk-size", type=positive_int, default=10_000, metavar="N", help="rows predicted at a time (default: 10000)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the blend weight of each member, with its accuracy (matplotlib)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("convert", parents=[common], help="convert a version 0.1 weights.json or stack folder to a saved-ensemble folder")
@@ -768,8 +809,15 @@ def build_parser():
     data_args(p, "validation")
     p.set_defaults(func=_cmd_convert)
 
+    p = sub.add_parser("export", parents=[common], help="fuse a saved ensemble into one model; write it as a TensorFlow SavedModel")
+    p.add_argument("path", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="PATH", help="SavedModel folder to create (refused if it exists and is not empty)")
+    trust_args(p)
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("diversity", parents=[common], help="member accuracy, log loss and pairwise diversity")
-    member_args(p)
+    member_args(p, required=False)
+    p.add_argument("--library", metavar="LIB", help="also compare the models of this library (LIB/registry.yaml, as `zoo search` writes)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the error-correlation heatmap and accuracies (matplotlib)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_diversity)

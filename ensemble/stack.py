@@ -20,6 +20,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ensemble._base import _BaseEnsemble, encode_classes
+from ensemble._keras import KerasMember, fuse_stack
 from ensemble._members import STACK_METHODS, check_sample_weight_support, is_drop
 from ensemble.calibration import apply_temperature, calibrating, fit_temperature
 
@@ -402,6 +403,53 @@ class StackClassifier(ClassifierMixin, _BaseStack):
                 "score; use predict_proba"
             )
         return out if np.ndim(out) == 1 else self._full(out, -np.inf)
+
+    def to_keras(self):
+        """One ``keras.Model`` computing :meth:`predict_proba`, members called as layers.
+
+        Fuses stacks whose members are all Keras models (or
+        :class:`KerasMember`) taking the same input, stacked on their
+        probabilities (``stack_method_`` ``"predict_proba"``), and whose
+        meta-learner is a fitted ``LogisticRegression`` (or one wrapped in
+        ``FrozenEstimator``) on those probabilities alone
+        (``passthrough=False``). Member temperatures become blocks of
+        built-in Keras operations and the meta-learner a frozen ``Dense``
+        layer with a softmax, so the model saved as ``.keras`` loads with
+        ``safe_mode=True`` without importing this package.
+
+        Returns
+        -------
+        model : keras.Model
+
+        Raises
+        ------
+        ValueError
+            For anything else (named in the message): a member that is not a
+            Keras model, another stack method, ``passthrough=True``, another
+            meta-learner, or members taking different inputs.
+        """
+        check_is_fitted(self)
+        names = self._active_names()
+        others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
+        if others:
+            raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
+        methods = {n: m for n, m in zip(names, self.stack_method_) if m != "predict_proba"}
+        if methods:
+            raise ValueError(f"to_keras() needs members stacked on predict_proba; got {methods}")
+        if self.passthrough:
+            raise ValueError("to_keras() cannot fuse passthrough=True: the meta-learner also reads the raw inputs")
+        final = self.final_estimator_
+        if isinstance(final, FrozenEstimator):
+            final = final.estimator
+        if not isinstance(final, LogisticRegression):
+            raise ValueError(
+                f"to_keras() fuses a LogisticRegression meta-learner only (a Dense layer); got {type(final).__name__}"
+            )
+        meta_columns = self._final_columns[np.asarray(final.classes_)]
+        return fuse_stack(
+            self.estimators_, names, self._active_temperatures(), final.coef_, final.intercept_, meta_columns,
+            len(self.classes_), binary_features=len(self.classes_) == 2,
+        )
 
 
 class StackRegressor(RegressorMixin, _BaseStack):

@@ -5,7 +5,12 @@
 * the ensemble table comes from ``scripts/results/ensemble_results.json``,
   written by ``scripts/ensemble_results.py`` from real runs;
 * the search table comes from ``scripts/results/search_results.json``,
-  written by ``scripts/search_results.py`` (the shipped libraries and ensembles).
+  written by ``scripts/search_results.py`` (the shipped libraries and ensembles);
+* the builder table comes from the builders of ``zoo.architectures``: each
+  hyperparameter's default from ``inspect.signature`` (the code, so it cannot
+  drift) and its meaning from the ``Parameters`` section of the builder's
+  numpydoc docstring (a hyperparameter without one is an error, so a new
+  hyperparameter cannot be left undocumented).
 
 Tables sit between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers.
 Usage: ``python scripts/update_readme.py [--check]`` (``--check`` exits 1 if
@@ -15,6 +20,7 @@ the README is out of date instead of writing it).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -90,8 +96,43 @@ def search_table() -> str:
     return "\n".join(parts)
 
 
+def _docstring_parameters(fn) -> dict[str, str]:
+    """The ``Parameters`` section of a numpydoc docstring: name -> description (one line)."""
+    lines = inspect.getdoc(fn).splitlines()
+    try:
+        start = lines.index("Parameters") + 2  # skip the title and its underline
+    except ValueError:
+        return {}
+    params: dict[str, str] = {}
+    name = None
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            if " : " not in line:  # the next section's title
+                break
+            name = line.split(" : ")[0].strip()
+            params[name] = ""
+        elif line.strip() and name is not None:
+            params[name] = f"{params[name]} {line.strip()}".strip()
+    return params
+
+
+def builder_table() -> str:
+    from zoo.architectures import BUILDERS
+
+    lines = ["| builder | hyperparameter | default | meaning |", "|---|---|---|---|"]
+    for builder, fn in BUILDERS.items():
+        documented = _docstring_parameters(fn)
+        for name, parameter in inspect.signature(fn).parameters.items():
+            if name not in documented:
+                raise SystemExit(f"zoo.architectures.{builder}: hyperparameter {name!r} is not in its docstring's Parameters section")
+            meaning = documented[name].replace("``", "`").replace("|", "\\|")
+            lines.append(f"| `{builder}` | `{name}` | `{parameter.default!r}` | {meaning} |")
+    return "\n".join(lines)
+
+
 def render(readme: str) -> str:
-    for marker, content in (("zoo-table", zoo_table()), ("ensemble-table", ensemble_table()), ("search-table", search_table())):
+    tables = (("zoo-table", zoo_table()), ("builder-table", builder_table()), ("ensemble-table", ensemble_table()), ("search-table", search_table()))
+    for marker, content in tables:
         pattern = re.compile(rf"(<!-- {marker}:start -->\n)(?:.*?\n)?(<!-- {marker}:end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md lacks the <!-- {marker}:start/end --> markers")

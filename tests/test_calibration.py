@@ -207,15 +207,15 @@ def test_errors(digits):
             BlendClassifier(members(fitted), method="caruana", n_best=n_best).fit(Xv, yv)
 
 
-def test_to_keras_refuses_temperatures(digits):
+def test_to_keras_applies_temperatures(digits):
     import keras
 
-    _, (Xv, yv), _ = digits
+    _, (Xv, yv), (Xt, _) = digits
     inputs = keras.Input((64,))
     models = [keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs)) for _ in range(2)]
     assert BlendClassifier(models, method="slsqp").fit(Xv, yv).to_keras() is not None
-    with pytest.raises(ValueError, match="to_keras\\(\\) does not apply temperatures"):
-        BlendClassifier(models, method="slsqp", calibrate=True).fit(Xv, yv).to_keras()
+    calibrated = BlendClassifier(models, method="slsqp", calibrate=True).fit(Xv, yv)  # tests/test_fusion.py: zoo models
+    np.testing.assert_allclose(calibrated.to_keras().predict(Xt, verbose=0), calibrated.predict_proba(Xt), atol=1e-5)
 
 
 def test_caruana_library_pruning(digits):

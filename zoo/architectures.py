@@ -69,6 +69,23 @@ def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
     An ``input_shape`` of length one, ``(d,)``, takes float feature vectors
     instead of images: they are standardised by a ``Normalization`` layer
     named ``"normalize"``, to be adapted on training data before fitting.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default (28, 28, 1)
+        Shape of one input: an image (height, width, channels) of uint8
+        pixels, or ``(d,)`` for float feature vectors.
+    num_classes : int, default 10
+        Number of classes of the softmax output.
+    units : tuple of int, default (512, 256)
+        Width of each hidden Dense layer.
+    dropout : float, default 0.3
+        Dropout rate after each hidden layer.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
     """
     if len(input_shape) == 1:
         inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="features")
@@ -84,7 +101,29 @@ def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
 
 
 def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3, augment=None):
-    """Conv2D + BatchNormalization CNN: per stage two conv-BN-ReLU and a max-pool."""
+    """Conv2D + BatchNormalization CNN: per stage two conv-BN-ReLU and a max-pool.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default (28, 28, 1)
+        Shape of one input image, (height, width, channels); uint8 pixels.
+    num_classes : int, default 10
+        Number of classes of the softmax output.
+    filters : tuple of int, default (32, 64, 128)
+        Filters of the two convolutions of each stage (one stage per value).
+    dense : int, default 128
+        Width of the Dense layer after global average pooling.
+    dropout : float, default 0.3
+        Dropout rate before the output layer.
+    augment : {None, "shift", "flip_shift"}, default None
+        Training-time augmentation: random shifts of up to 10 %, plus
+        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
     inputs, x = _image_input(input_shape, augment)
     for s, f in enumerate(filters):
         x = _conv_bn(x, f, name=f"stage{s}a")
@@ -97,7 +136,29 @@ def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense
 
 
 def sepconv(input_shape=(28, 28, 1), num_classes=10, stem=32, filters=(64, 128, 256), dropout=0.3, augment=None):
-    """Separable convnet: a strided Conv2D stem, then SeparableConv2D + BN stages."""
+    """Separable convnet: a strided Conv2D stem, then SeparableConv2D + BN stages.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default (28, 28, 1)
+        Shape of one input image, (height, width, channels); uint8 pixels.
+    num_classes : int, default 10
+        Number of classes of the softmax output.
+    stem : int, default 32
+        Filters of the stride-2 Conv2D stem.
+    filters : tuple of int, default (64, 128, 256)
+        Filters of the two separable convolutions of each stage.
+    dropout : float, default 0.3
+        Dropout rate before the output layer.
+    augment : {None, "shift", "flip_shift"}, default None
+        Training-time augmentation: random shifts of up to 10 %, plus
+        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
     inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=2, name="stem")  # 28x28 -> 14x14 keeps the separable stages cheap
     for s, f in enumerate(filters):
@@ -123,7 +184,34 @@ def _residual_block(x, filters: int, strides: int, name: str):
 
 
 def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2, augment=None):
-    """Residual CNN: identity shortcuts inside a stage, 1x1 projections between stages."""
+    """Residual CNN: identity shortcuts inside a stage, 1x1 projections between stages.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default (28, 28, 1)
+        Shape of one input image, (height, width, channels); uint8 pixels.
+    num_classes : int, default 10
+        Number of classes of the softmax output.
+    stem : int, default 32
+        Filters of the stem convolution.
+    stem_strides : int, default 1
+        Strides of the stem convolution (2 halves the resolution early).
+    filters : tuple of int, default (32, 64, 128)
+        Filters of each stage's residual blocks; stages after the first
+        start with a stride-2 block.
+    blocks : int, default 2
+        Residual blocks per stage.
+    dropout : float, default 0.2
+        Dropout rate before the output layer.
+    augment : {None, "shift", "flip_shift"}, default None
+        Training-time augmentation: random shifts of up to 10 %, plus
+        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
     inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=stem_strides, name="stem")
     for s, f in enumerate(filters):
@@ -156,6 +244,30 @@ def inception(
 
     ``modules`` holds, per module, the filters of the 1x1 branch, the 3x3
     branch, the 1x1 reduction before the 3x3, and the pooled branch's 1x1.
+
+    Parameters
+    ----------
+    input_shape : tuple of int, default (28, 28, 1)
+        Shape of one input image, (height, width, channels); uint8 pixels.
+    num_classes : int, default 10
+        Number of classes of the softmax output.
+    stem : int, default 32
+        Filters of the stem convolution.
+    stem_strides : int, default 1
+        Strides of the stem convolution (2 halves the resolution early).
+    modules : tuple of tuple of int, default ((16, 32, 16, 16), (32, 64, 32, 32), (64, 96, 48, 32))
+        Per module: filters of the 1x1, 3x3, 3x3-reduction and pooled
+        branches; modules after the first are preceded by a max-pool.
+    dropout : float, default 0.3
+        Dropout rate before the output layer.
+    augment : {None, "shift", "flip_shift"}, default None
+        Training-time augmentation: random shifts of up to 10 %, plus
+        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
     """
     inputs, x = _image_input(input_shape, augment)
     x = _conv_bn(x, stem, strides=stem_strides, name="stem")
@@ -224,6 +336,37 @@ def text_conv1d(
 
     ``conv_layers`` Conv1D layers, with a MaxPooling1D of ``pool_size``
     between consecutive ones, then a global max-pool over the sequence.
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        Vocabulary of the ``TextVectorization`` layer, without its special
+        tokens (required; see ``text_vectorizer``).
+    num_classes : int, default 2
+        Number of classes: 2 gives one sigmoid unit, more a softmax.
+    max_tokens : int, default 20000
+        Vocabulary size of the ``TextVectorization`` layer.
+    sequence_length : int, default 400
+        Tokens kept per text (padded or truncated).
+    embedding_dim : int, default 64
+        Size of the token embeddings.
+    filters : int, default 128
+        Filters of each Conv1D layer.
+    kernel_size : int, default 5
+        Kernel size of each Conv1D layer.
+    conv_layers : int, default 2
+        Number of Conv1D layers.
+    pool_size : int, default 3
+        Size of the MaxPooling1D between consecutive Conv1D layers.
+    spatial_dropout : float, default 0.0
+        SpatialDropout1D rate on the embeddings (0 disables it).
+    dropout : float, default 0.5
+        Dropout rate before the output layer.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
     """
     inputs, x = _text_input("text_conv1d", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
     x = layers.Embedding(max_tokens, embedding_dim, name="embedding")(x)
@@ -238,7 +381,33 @@ def text_conv1d(
 
 
 def text_rnn(vocabulary=None, num_classes=2, max_tokens=20000, sequence_length=300, embedding_dim=64, units=32, cell="gru", dropout=0.5):
-    """Embedding + bidirectional LSTM or GRU text classifier (padding masked)."""
+    """Embedding + bidirectional LSTM or GRU text classifier (padding masked).
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        Vocabulary of the ``TextVectorization`` layer, without its special
+        tokens (required; see ``text_vectorizer``).
+    num_classes : int, default 2
+        Number of classes: 2 gives one sigmoid unit, more a softmax.
+    max_tokens : int, default 20000
+        Vocabulary size of the ``TextVectorization`` layer.
+    sequence_length : int, default 300
+        Tokens kept per text (padded or truncated).
+    embedding_dim : int, default 64
+        Size of the token embeddings.
+    units : int, default 32
+        Units of the recurrent layer, per direction.
+    cell : {"gru", "lstm"}, default "gru"
+        Recurrent cell.
+    dropout : float, default 0.5
+        Dropout rate before the output layer.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
     if cell not in ("gru", "lstm"):
         raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
     inputs, x = _text_input("text_rnn", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
@@ -249,7 +418,29 @@ def text_rnn(vocabulary=None, num_classes=2, max_tokens=20000, sequence_length=3
 
 
 def text_bow(vocabulary=None, num_classes=2, max_tokens=20000, ngrams=2, units=16, dropout=0.5):
-    """Bag-of-words (multi-hot n-grams) dense classifier."""
+    """Bag-of-words (multi-hot n-grams) dense classifier.
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        Vocabulary of the ``TextVectorization`` layer, without its special
+        tokens (required; see ``text_vectorizer``).
+    num_classes : int, default 2
+        Number of classes: 2 gives one sigmoid unit, more a softmax.
+    max_tokens : int, default 20000
+        Vocabulary size of the ``TextVectorization`` layer.
+    ngrams : int, default 2
+        Longest n-gram counted (multi-hot over 1- to ``ngrams``-grams).
+    units : int, default 16
+        Width of the hidden Dense layer.
+    dropout : float, default 0.5
+        Dropout rate before the output layer.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
     inputs, x = _text_input("text_bow", vocabulary, {"max_tokens": max_tokens, "ngrams": ngrams})
     x = layers.Dense(units, activation="relu", name="dense")(x)
     return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_bow")
