@@ -1,4 +1,10 @@
-"""``zoo`` command line: list, inspect, evaluate, train and run zoo models."""
+"""``zoo`` command line: list, inspect, evaluate, train and run zoo models; search and watch searches.
+
+One subcommand per action. Reading a search's trials is ``zoo history LIB``
+(``zoo.tuning.history`` / ``plot_history``), not ``zoo search --history``:
+``search`` requires NAME, ``--library`` and ``--trials`` to run a study, and
+its other flags would mean nothing to a read-only listing.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +68,9 @@ def _cmd_info(args):
     if args.plot:
         _plot_model(model, args.plot)
     text = yaml.safe_dump(entry, sort_keys=False, default_flow_style=None, width=100) + "\n" + summary.getvalue()
+    if registry is not None and entry.get("logs"):  # a search trial's CSV and TensorBoard logs
+        logs = Path(args.library) / entry["logs"]
+        text += f"\ntraining logs: {logs} (tensorboard --logdir {logs / 'tensorboard'})\n"
     return Output(entry, text)
 
 
@@ -406,7 +415,15 @@ def build_parser():
     p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")
     p.add_argument("--trials-per-process", type=positive_int, metavar="M", help="trials a worker process runs before it is replaced (default: 1)")
     p.add_argument("--no-pruning", action="store_true", help="never prune trials (default: median pruning from the fifth trial, after two epochs)")
+    p.add_argument("--no-logs", action="store_true", help="write no CSV or TensorBoard logs (default: each trial's in LIB/runs/ENTRY/)")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("history", parents=[common], help="the trials of a model library's search studies (and a plot of them)")
+    p.add_argument("library", metavar="LIB", help="a model library folder written by `zoo search`")
+    p.add_argument("--study", metavar="NAME", help="only this study (default: every study in the library's storage)")
+    p.add_argument("--storage", metavar="URL", help="the Optuna storage URL the search used (default: LIB/search.journal, else LIB/search.db)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the study's optimisation history and parameter importances (needs matplotlib)")
+    p.set_defaults(func=_cmd_history)
     return parser
 
 
@@ -460,7 +477,7 @@ def _cmd_search(args):
         args.name, library=args.library, n_trials=args.trials, data=args.data, storage=args.storage, seed=args.seed,
         timeout=args.timeout, subset=args.subset, epochs=args.epochs, space=space, workers=args.workers or 1, metric=args.metric,
         pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process or 1, progress=not args.quiet,
-        **_cluster_options(args),
+        logs=not args.no_logs, **_cluster_options(args),
     )
     t = s["trials"]
     text = (f"study {s['study']} in {s['library']}: {sum(t.values())} of {s['n_trials']} trials "
@@ -471,7 +488,38 @@ def _cmd_search(args):
         text += (f"\nbest: trial {best['trial']}, early-stopping {s['metric']} {best['value']:.4f}: {best['entry']}"
                  f" (zoo info {best['entry']} --library {args.library})\n")
         text += table(["hyperparameter", "value"], [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in best["params"].items()])
+    if s["logs"] is not None:
+        text += f"\ntrial logs: {s['logs']} (tensorboard --logdir {s['logs']}; zoo history {args.library})"
     return Output(s, text)
+
+
+def _cmd_history(args):
+    from zoo.tuning import history, plot_history
+
+    if args.plot:
+        _check_output_file(args.plot, "--plot")
+    h = history(args.library, storage=args.storage, study=args.study)
+    parts = []
+    for study in h["studies"]:
+        trials = study["trials"]
+        parts.append(f"study {study['study']} ({study['direction']} {study['metric'] or 'value'}): {len(trials)} trials")
+        parts.append(table(
+            ["trial", "state", "value", "seconds", "entry", "parameters"],
+            [[t["number"], t["state"] + (f" ({t['note']})" if t["note"] else ""), "" if t["value"] is None else f"{t['value']:.4f}",
+              "" if t["duration_seconds"] is None else f"{t['duration_seconds']:.1f}", t["entry"] or "",
+              ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())] for t in trials],
+        ) if trials else "no trials")
+    text = "\n".join(parts) if parts else f"no studies in {h['storage']}"
+    if args.plot:
+        try:
+            h["plot"] = plot_history(args.library, args.plot, storage=args.storage, study=args.study)
+        except ImportError as exc:
+            raise UsageError(f"--plot {args.plot}: {exc}") from None
+        drawn = h["plot"]
+        text += f"\n{drawn['study']}: optimisation history{' and parameter importances' if 'importances' in drawn['plots'] else ''} drawn into {args.plot}"
+        if "importances" not in drawn["plots"]:
+            text += f" (no parameter importances: they need 2 complete trials, the study has {drawn['complete']})"
+    return Output(h, text)
 
 
 def _cluster_options(args) -> dict:

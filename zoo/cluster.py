@@ -620,6 +620,8 @@ def _train(job: dict) -> dict:
     config = job["config"]
     if not os.path.isdir(config["data_dir"]):  # another machine: the worker's own data folder (ZOO_DATA_DIR)
         config = {**config, "data_dir": str(resolve_data_dir().absolute())}
+    if config.get("logs") and not os.path.isdir(config["library"]):  # another machine without the library: no trial logs
+        config = {**config, "logs": False}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _start_tensorflow(1)
     arrays = None if job["data"] is None else _read_scratch(job["data"], job["data_sha256"])

@@ -5,7 +5,9 @@ entry holds the builder, its hyperparameters, the recipe it was trained with,
 the metrics of the early-stopping slice the search scored it on, the sha256 of
 its ``LIB/weights/<name>.weights.h5`` (and vocabulary) file, the library
 versions, and ``search: {study, trial, objective}``, the trial that produced
-it. Entries are named ``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007``).
+it; ``logs: runs/<entry>`` names its CSV and TensorBoard logs (relative to
+the library) when the search wrote them. Entries are named
+``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007``).
 ``zoo.load(name, registry=LIB)`` loads them, checking the sha256, like the
 shipped models.
 
@@ -83,6 +85,7 @@ def prepare_trial(
     dataset: str | None = None,
     data: dict | None = None,
     subset: int | None = None,
+    logs: str | None = None,
 ) -> dict:
     """Save a fitted :class:`zoo.ZooClassifier`'s weights (and vocabulary) into ``folder``; return its entry.
 
@@ -113,6 +116,8 @@ def prepare_trial(
         For a user's data: ``{"source", "examples", "sha256"}``.
     subset : int, optional
         The ``subset`` of a smoke run.
+    logs : str, optional
+        The trial's log folder, relative to the library (``runs/<entry>``).
 
     Returns
     -------
@@ -190,6 +195,8 @@ def prepare_trial(
     )
     if data is not None:
         entry["data"] = dict(data)
+    if logs is not None:
+        entry["logs"] = logs
     entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, "optuna": optuna.__version__}
     if dataset is not None:
         entry["licence"] = datasets.DATASETS[dataset]["licence"]

@@ -70,6 +70,28 @@
 - ``client``: the trials run on a Dask cluster instead (``zoo.cluster``):
   one loop per worker, an RDB storage with heartbeats, the library written
   by this process.
+- Logs (``logs=True``, the default; ``zoo search --no-logs`` turns them
+  off): each trial writes the CSV log (``training.csv``) and TensorBoard
+  event files (``tensorboard/``, histograms every epoch) that every entry's
+  recipe lists, into ``LIB/runs/<entry>/`` (absolute paths: workers are
+  other processes), so ``tensorboard --logdir LIB/runs`` compares trials,
+  pruned and failed ones included. They are extra callbacks of the fit, not
+  ``ZooClassifier(log_dir=...)``, whose best-epoch checkpoint would store
+  every trial's weights twice. The log callbacks come before the pruning
+  callback, so a pruned trial's last epoch is logged, and they are closed
+  when the fit raises. A stale folder of the same entry name (a study
+  started again after its storage was deleted) is replaced. The entry
+  records its folder relative to the library (``logs: runs/<entry>``). On a
+  Dask cluster a worker writes them only where it sees the library folder
+  (the same machine, or a shared file system).
+- Watching: :func:`history` lists the trials of the library's studies
+  (number, state, value, parameters, duration, entry) from the storage
+  through Optuna's public API (``get_all_study_names``, ``load_study``,
+  ``get_trials``; no pandas), opened by the one factory ``_open_storage``;
+  it reads and never creates: a library without a storage is refused.
+  :func:`plot_history` draws Optuna's matplotlib optimisation history and,
+  with two complete trials or more, parameter importances, stacked into one
+  PNG written atomically.
 """
 
 from __future__ import annotations
@@ -86,9 +108,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_PRUNER", "METRICS", "STORAGE_FILE", "search"]
+__all__ = ["DEFAULT_PRUNER", "METRICS", "RUNS_FOLDER", "STORAGE_FILE", "history", "plot_history", "search"]
 
 STORAGE_FILE = "search.journal"
+RUNS_FOLDER = "runs"  # LIB/runs/<entry>/: each trial's CSV and TensorBoard logs
 METRICS = {"accuracy": "maximize", "log_loss": "minimize"}
 _REPORTED = {"accuracy": "val_accuracy", "log_loss": "val_loss"}  # the Keras log of the slice metric
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
@@ -121,6 +144,7 @@ def search(
     client=None,
     security=None,
     heartbeat: int | None = None,
+    logs: bool = True,
 ) -> dict:
     """Search hyperparameters of a zoo architecture; every completed trial joins the library.
 
@@ -185,6 +209,9 @@ def search(
     heartbeat : int, optional
         With ``client``: seconds between heartbeats of a running trial (default
         20); a trial silent for three is failed and run again.
+    logs : bool, default=True
+        Each trial writes its CSV log and TensorBoard event files into
+        ``library/runs/<entry>/`` (``tensorboard --logdir library/runs``).
 
     Returns
     -------
@@ -193,7 +220,8 @@ def search(
         ``n_trials``; ``trials``: the study's ``complete``, ``pruned``,
         ``failed`` and ``running`` counts; ``best``: ``trial``, ``value``,
         ``params`` and library ``entry`` of the best complete trial (None
-        without one); ``timed_out``; ``wall_seconds``.
+        without one); ``timed_out``; ``wall_seconds``; ``logs``: the
+        folder of the trials' logs (None with ``logs=False``).
     """
     import optuna
 
@@ -210,6 +238,8 @@ def search(
             _check_int(option, value)
     if timeout is not None and not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool) and timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not isinstance(logs, bool):
+        raise ValueError(f"logs must be True or False, got {logs!r}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     study_name = name if study_name is None else study_name
@@ -303,6 +333,7 @@ def search(
             "subset": subset,
             "pruner": pruner,
             "heartbeat": heartbeat,
+            "logs": logs,
         }
         if client is None:
             _coordinate(study, registry, config, progress)
@@ -709,7 +740,176 @@ def _summary(study, config: dict, registry, storage: str | None, seconds: float)
         },
         "timed_out": config["deadline"] is not None and time.time() >= config["deadline"] and len(counted) < config["n_trials"],
         "wall_seconds": round(seconds, 1),
+        "logs": str(Path(config["library"]) / RUNS_FOLDER) if config.get("logs") else None,
     }
+
+
+# --------------------------------------------------------------------------- watching
+
+
+def history(library: str | os.PathLike, *, storage: str | None = None, study: str | None = None) -> dict:
+    """The trials of a library's studies, read from their storage (nothing is written).
+
+    Parameters
+    ----------
+    library : path
+        A model library folder written by :func:`search`.
+    storage : str, optional
+        The Optuna storage URL the search used (``--storage``); default: the
+        library's journal ``search.journal``, else its ``search.db`` (a search
+        on a Dask cluster).
+    study : str, optional
+        Only this study (default: every study in the storage).
+
+    Returns
+    -------
+    dict
+        ``library``, ``storage`` and ``studies``: one ``{"study", "direction",
+        "metric", "trials"}`` per study, ``trials`` a list of ``{"number",
+        "state", "value", "params", "duration_seconds", "entry", "note"}`` in
+        trial order; ``entry`` is the library entry the trial wrote (None for
+        pruned, failed and running trials), ``note`` a failed trial's error,
+        or ``retried`` / ``surplus`` for the failed trials a search does not
+        count.
+
+    Raises
+    ------
+    ValueError
+        No library or storage there, or no such study.
+    """
+    import optuna
+
+    from zoo.library import find_trial
+    from zoo.registry import Registry
+
+    folder, spec = _library_storage(library, storage)
+    opened = _open_storage(spec)
+    names = sorted(optuna.get_all_study_names(opened))
+    if study is not None and study not in names:
+        raise ValueError(f"no study {study!r} in {_redact(spec[1])}; studies: {', '.join(names) or 'none'}")
+    registry = Registry(folder) if (folder / "registry.yaml").is_file() else None
+    studies = []
+    for name in names if study is None else [study]:
+        loaded = _read_study(name, opened)
+        trials = []
+        for t in loaded.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            entry = find_trial(registry, name, t.number) if registry is not None and t.state == optuna.trial.TrialState.COMPLETE else None
+            note = next((k for k in ("retried", "surplus") if attrs.get(k)), None) or attrs.get("error")
+            trials.append(
+                {
+                    "number": t.number,
+                    "state": t.state.name.lower(),
+                    "value": t.value,
+                    "params": attrs.get("hyperparameters", t.params),
+                    "duration_seconds": None if t.duration is None else round(t.duration.total_seconds(), 1),
+                    "entry": None if entry is None else entry["name"],
+                    "note": note,
+                }
+            )
+        studies.append({"study": name, "direction": loaded.direction.name.lower(),
+                        "metric": loaded.user_attrs.get("zoo", {}).get("metric"), "trials": trials})
+    return {"library": str(folder), "storage": _redact(spec[1]), "studies": studies}
+
+
+def plot_history(library: str | os.PathLike, path: str | os.PathLike, *, storage: str | None = None, study: str | None = None) -> dict:
+    """Draw a study's optimisation history and parameter importances into one PNG file.
+
+    Optuna's matplotlib visualisations (``plot_optimization_history``,
+    ``plot_param_importances``), stacked, written atomically. Importances need
+    two complete trials: with fewer, only the history is drawn.
+
+    Parameters
+    ----------
+    library : path
+        A model library folder written by :func:`search`.
+    path : path
+        The PNG file to write.
+    storage, study : str, optional
+        As in :func:`history`; ``study`` is needed when the storage holds
+        several studies.
+
+    Returns
+    -------
+    dict
+        ``path``, ``study``, ``complete`` (complete trials) and ``plots``: the
+        plots drawn (``"history"``, and ``"importances"`` with two complete
+        trials or more).
+
+    Raises
+    ------
+    ImportError
+        matplotlib is not installed.
+    ValueError
+        No library, storage or study (or several studies and no ``study``).
+    """
+    import warnings
+
+    import optuna
+
+    from zoo._files import atomic_path, check_file_name
+
+    check_file_name(path)
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib (pip install matplotlib)") from None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.image import imsave
+    from optuna.visualization import matplotlib as vis
+
+    folder, spec = _library_storage(library, storage)
+    opened = _open_storage(spec)
+    names = sorted(optuna.get_all_study_names(opened))
+    if study is None and len(names) != 1:
+        raise ValueError(f"{_redact(spec[1])} holds {len(names)} studies ({', '.join(names) or 'none'}): name one to plot")
+    if study is not None and study not in names:
+        raise ValueError(f"no study {study!r} in {_redact(spec[1])}; studies: {', '.join(names) or 'none'}")
+    loaded = _read_study(study or names[0], opened)
+    complete = len(loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if complete == 0:
+        raise ValueError(f"study {loaded.study_name!r} has no complete trial to plot")
+    plots = ["history"] + (["importances"] if complete >= 2 else [])
+    images = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib visualisations are "experimental"
+        for kind in plots:
+            axes = vis.plot_optimization_history(loaded) if kind == "history" else vis.plot_param_importances(loaded)
+            figure = axes.figure
+            figure.set_size_inches(8, 4.5)
+            figure.tight_layout()
+            canvas = FigureCanvasAgg(figure)  # drawn off-screen whatever matplotlib's backend
+            canvas.draw()
+            images.append(np.asarray(canvas.buffer_rgba()).copy())
+            plt.close(figure)
+    width = max(image.shape[1] for image in images)
+    white = [np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255) for image in images]
+    with atomic_path(path, suffix=".png") as tmp:
+        imsave(tmp, np.concatenate(white, axis=0), format="png")
+    return {"path": str(path), "study": loaded.study_name, "complete": complete, "plots": plots}
+
+
+def _library_storage(library, storage: str | None) -> tuple[Path, tuple[str, str]]:
+    """``(library folder, storage spec)`` of an existing library; a ``ValueError`` where there is none (nothing is created)."""
+    from zoo import cluster
+
+    folder = Path(library).expanduser().absolute()
+    if not folder.is_dir():
+        raise ValueError(f"library {library}: no such folder")
+    if storage is not None:
+        return folder, ("url", storage)
+    if (folder / STORAGE_FILE).is_file():
+        return folder, ("journal", str(folder / STORAGE_FILE))
+    if (folder / cluster.STORAGE_FILE).is_file():
+        return folder, ("url", f"sqlite:///{folder / cluster.STORAGE_FILE}")
+    raise ValueError(f"library {library}: no {STORAGE_FILE} or {cluster.STORAGE_FILE} there; give the storage URL the search used")
+
+
+def _read_study(name: str, storage):
+    """``optuna.load_study`` for reading: a plain random sampler (no TPE set-up; nothing is drawn)."""
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
 
 
 # --------------------------------------------------------------------------- worker process
@@ -832,14 +1032,22 @@ def _run_trial(trial, config: dict, X, y) -> float:
 def _fit_trial(trial, config: dict, X, y) -> tuple:
     """Train the trial's model: ``(clf, record)``, ``record`` the keyword arguments of ``zoo.library.prepare_trial``."""
     from zoo.estimator import ZooClassifier
+    from zoo.library import entry_name
     from zoo.search_spaces import TRAINING_PARAMS, suggest
 
     values = suggest(trial, config["space"])
     trial.set_user_attr("hyperparameters", values)
     params = {k if k in TRAINING_PARAMS else "builder__" + k: v for k, v in values.items()}
     clf = ZooClassifier(**config["base"]).set_params(**params)
+    logs = _log_callbacks(config, trial.number) if config.get("logs") else []
     started = time.perf_counter()
-    clf.fit(X, y, callbacks=[_pruning_callback(trial, _REPORTED[config["metric"]])])
+    try:  # the logs first: a pruned trial's last epoch is logged before the pruning callback raises
+        clf.fit(X, y, callbacks=[*logs, _pruning_callback(trial, _REPORTED[config["metric"]])])
+    except BaseException:
+        for callback in logs:  # close the CSV file and the TensorBoard writers that fit left open
+            with contextlib.suppress(Exception):
+                callback.on_train_end()
+        raise
     seconds = time.perf_counter() - started
     value = round(float(clf.early_stopping_scores_[config["metric"]]), 6)
     record = {
@@ -852,8 +1060,25 @@ def _fit_trial(trial, config: dict, X, y) -> tuple:
         "dataset": config["dataset"],
         "data": config["data_info"],
         "subset": config["subset"],
+        "logs": f"{RUNS_FOLDER}/{entry_name(config['study'], trial.number)}" if logs else None,
     }
     return clf, record
+
+
+def _log_callbacks(config: dict, number: int) -> list:
+    """The CSVLogger and TensorBoard callbacks of trial ``number``, writing into ``LIB/runs/<entry>/`` (emptied first)."""
+    import shutil
+
+    import keras
+
+    from zoo.library import entry_name
+
+    folder = Path(config["library"]) / RUNS_FOLDER / entry_name(config["study"], number)
+    if folder.exists():  # a stale folder: the study was started again after its storage was deleted
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    # the files and settings every entry's recipe lists (csv_logger, tensorboard), as ZooClassifier(log_dir=...) writes them
+    return [keras.callbacks.CSVLogger(str(folder / "training.csv")), keras.callbacks.TensorBoard(str(folder / "tensorboard"), histogram_freq=1)]
 
 
 def _pruning_callback(trial, key: str):
