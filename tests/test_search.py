@@ -135,12 +135,12 @@ def test_a_dead_trial_whose_model_reached_the_library_is_completed_not_rerun(sea
         trial.set_user_attr(key, value)
     registry = Registry(library)
     entry = registry.entry("mnist_mlp_t0002")
-    entry.update(name="mnist_mlp_t0003", search={**entry["search"], "trial": 3, "objective": {**entry["search"]["objective"], "value": 0.5}})
+    entry.update(name="mnist_mlp_t0003", search={**entry["search"], "trial": 3, "objective": {**entry["search"]["objective"], "value": 0.999}})  # better than any smoke trial
     registry.put(entry)
 
     summary = zoo.search("mnist_mlp", library=library, n_trials=4, **SMOKE)  # the study has its 4 trials: no worker starts
     trials = study_of(library).trials
-    assert len(trials) == 4 and trials[3].state == TrialState.COMPLETE and trials[3].value == 0.5
+    assert len(trials) == 4 and trials[3].state == TrialState.COMPLETE and trials[3].value == 0.999
     assert summary["trials"]["complete"] == 4 and summary["best"]["entry"] == "mnist_mlp_t0003"
 
 

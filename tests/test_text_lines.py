@@ -14,6 +14,7 @@ import pytest
 import ensemble
 import zoo
 from ensemble.chunked import TextLines, data_hash, iter_chunks, predict_chunked, read_lines
+from test_zoo_cli import assert_usage_error as assert_one_line_error  # one helper for the one-line error convention
 
 # Reviews holding the separators str.splitlines() splits on: read with it, these 6 lines were 15 reviews
 REVIEWS = [
@@ -29,15 +30,6 @@ REVIEWS = [
 def run_cli(module, *args):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=600,
                           env=os.environ.copy(), check=False)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert proc.stdout == ""
 
 
 def write_lines(path, lines, ending="\n", last=True):
