@@ -366,15 +366,10 @@ class Decoder:
         raise ValueError(f"unknown part kind {str(kind)[:40]!r} in the manifest")
 
     def _zoo_build(self, record):
-        from zoo.models import build_model, read_vocabulary
-        from zoo.parameter_count import stored_parameters
+        from zoo.models import build_with_weights, read_vocabulary
 
         vocabulary = read_vocabulary(self.path(record["vocabulary"])) if "vocabulary" in record else None
-        weights = self.path(record["weights"])
-        model = build_model(record["builder"], self.value(record["params"]), vocabulary=vocabulary,
-                            parameters=stored_parameters(weights))  # counted before anything is allocated
-        model.load_weights(weights)
-        return model
+        return build_with_weights(record["builder"], self.value(record["params"]), self.path(record["weights"]), vocabulary=vocabulary)
 
     def _skops(self, record):
         return read_skops(self.path(record["file"]).read_bytes(), record["file"], self.trusted)

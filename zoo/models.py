@@ -17,7 +17,7 @@ import numpy as np
 from zoo._files import ChecksumError, verify
 from zoo.registry import Registry
 
-__all__ = ["build_model", "evaluate", "info", "list_models", "load", "predict_proba", "provenance", "scores"]
+__all__ = ["build_model", "build_with_weights", "evaluate", "info", "list_models", "load", "predict_proba", "provenance", "scores"]
 
 _PROVENANCE = weakref.WeakKeyDictionary()  # model -> where zoo.load found it (see provenance())
 
@@ -66,6 +66,21 @@ def build_model(builder: str, params: dict, recipe: dict | None = None, vocabula
     model = build(builder, **kwargs)
     if recipe is not None:
         compile_model(model, recipe, text)
+    return model
+
+
+def build_with_weights(builder: str, params: dict, weights_path: str | os.PathLike, vocabulary: list[str] | None = None):
+    """Build an architecture and load a ``.weights.h5`` file already checked against its sha256.
+
+    The hyperparameters are counted against the weights the file holds
+    before anything is built (see :func:`build_model`'s ``parameters``), so
+    hyperparameters read from a file cannot make the build allocate more
+    than the file itself holds.
+    """
+    from zoo.parameter_count import stored_parameters
+
+    model = build_model(builder, params, vocabulary=vocabulary, parameters=stored_parameters(weights_path))
+    model.load_weights(weights_path)
     return model
 
 
@@ -119,16 +134,12 @@ def load(name: str, weights: str | None = "pretrained", registry: Registry | str
     if vocab_path is not None:
         _check_file(vocab_path, entry["vocabulary"]["sha256"], name, "vocabulary")
         vocabulary = read_vocabulary(vocab_path)
-    parameters = entry["parameters"]
     if weights == "pretrained":
-        from zoo.parameter_count import stored_parameters
-
         weights_path = reg.weights_path(name)
         _check_file(weights_path, entry["weights"]["sha256"], name, "weights")
-        parameters = stored_parameters(weights_path)
-    model = build_model(entry["builder"], entry["params"], vocabulary=vocabulary, parameters=parameters)
-    if weights == "pretrained":
-        model.load_weights(weights_path)
+        model = build_with_weights(entry["builder"], entry["params"], weights_path, vocabulary=vocabulary)
+    else:
+        model = build_model(entry["builder"], entry["params"], vocabulary=vocabulary, parameters=entry["parameters"])
     compile_model(model, entry["recipe"], text=vocabulary is not None)
     _PROVENANCE[model] = {"name": name, "registry": reg, "entry": entry, "vocabulary": vocabulary,
                           "pretrained": weights == "pretrained", "digest": weights_digest(model)}

@@ -107,13 +107,17 @@ def _sepconv(p, _):
     return total + _dense(c, _int(p.get("num_classes", 10), "num_classes", low=2))
 
 
-def _residual(p, _):
+def _stem(p) -> tuple[int, int]:
+    """Weights and output channels of the image input's strided conv-BN stem (residual, inception)."""
     c = _image_channels(p)
     stem = _int(p.get("stem", 32), "stem")
     _int(p.get("stem_strides", 1), "stem_strides", high=LIMITS["strides"])
+    return _conv_bn(c, stem), stem
+
+
+def _residual(p, _):
+    total, c = _stem(p)
     blocks = _int(p.get("blocks", 2), "blocks", high=LIMITS["depth"])
-    total = _conv_bn(c, stem)
-    c = stem
     for s, f in enumerate(_ints(p.get("filters", (32, 64, 128)), "filters", min_len=1)):
         for b in range(blocks):
             total += _conv_bn(c, f) + _conv_bn(f, f)
@@ -124,14 +128,10 @@ def _residual(p, _):
 
 
 def _inception(p, _):
-    c = _image_channels(p)
-    stem = _int(p.get("stem", 32), "stem")
-    _int(p.get("stem_strides", 1), "stem_strides", high=LIMITS["strides"])
+    total, c = _stem(p)
     modules = p.get("modules", ((16, 32, 16, 16), (32, 64, 32, 32), (64, 96, 48, 32)))
     if not isinstance(modules, (list, tuple)) or not 1 <= len(modules) <= LIMITS["depth"]:
         raise HyperparameterError(f"hyperparameter modules={str(modules)[:40]}: expected 1 to {LIMITS['depth']} modules")
-    total = _conv_bn(c, stem)
-    c = stem
     for m, module in enumerate(modules):
         b1, b3, b3r, bp = _ints(module, f"modules[{m}]", high_len=4, min_len=4)
         total += _conv_bn(c, b1, 1) + _conv_bn(c, b3r, 1) + _conv_bn(b3r, b3, 3) + _conv_bn(c, bp, 1)
