@@ -285,7 +285,7 @@ def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_
               disable=None if progress is None else not progress) as bar:
         if out is None:
             return _predict_into(predict, X, n, chunk_size, bar, None)
-        from zoo._files import atomic_path
+        from kze.files import atomic_path
 
         with atomic_path(out, suffix=".npy") as tmp:
             _predict_into(predict, X, n, chunk_size, bar, tmp)

@@ -71,7 +71,7 @@ class _Member:
 def _load_member(spec: str, args, sha256: str | None = None) -> _Member:
     """A member from a zoo name or a model file; with ``sha256``, the file must match it before it is opened."""
     import zoo
-    from zoo._files import sha256_file
+    from kze.files import sha256_file
 
     if spec in zoo.Registry():
         entry = zoo.info(spec)
@@ -389,7 +389,7 @@ def _check_out(out: str) -> None:
     if path.is_dir() and not (path / POINTER).exists() and any(path.iterdir()):
         raise UsageError(f"--out {out}: a non-empty folder that holds no saved ensemble; choose another path")
     if not path.exists():
-        from zoo._files import check_file_name
+        from kze.files import check_file_name
 
         try:
             check_file_name(path)  # the name's length, and a folder to hold it
@@ -598,7 +598,7 @@ def _bare_file(base: Path, name, what: str) -> Path:
 
 def _cmd_convert(args):
     import ensemble
-    from zoo._files import sha256_file
+    from kze.files import sha256_file
 
     found = _legacy_document(Path(args.path))
     if found is None:
@@ -694,7 +694,7 @@ def _check_plot(args) -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install 'keras-zoo-ensemble[plot]'") from None
-    from zoo._files import check_file_name
+    from kze.files import check_file_name
 
     try:
         check_file_name(args.plot)
@@ -717,7 +717,7 @@ def _plot_weights(rows: list[dict], scores: str, title: str, path: str) -> None:
 
 def _save_plot(fig, path: str, what: str) -> None:
     """Write a figure of :mod:`ensemble.plots` to ``path`` atomically; say so on stderr."""
-    from zoo._files import atomic_path
+    from kze.files import atomic_path
 
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".").lower())

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble._codec import Decoder, Encoder, UntrustedTypesError
+from kze.files import locked, sha256_file
 
 __all__ = ["BundleError", "BundleVersionWarning", "UntrustedTypesError", "load", "read_manifest", "save"]
 
@@ -116,7 +117,7 @@ def save(estimator, path, *, metadata=None):
     try:
         manifest = _write_version(estimator, tmp, metadata)
         _write_json(tmp / MANIFEST, manifest)
-        with _locked(root):
+        with locked(root / ".lock"):
             name = f"v-{time.time_ns():020d}-{secrets.token_hex(4)}"
             os.rename(tmp, root / name)
             _replace_text(root / POINTER, name + "\n")
@@ -205,18 +206,6 @@ def _versions(parts) -> dict:
     return versions
 
 
-@contextlib.contextmanager
-def _locked(root: Path):
-    import fcntl
-
-    with open(root / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _replace_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-pointer-", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_umask())
@@ -282,7 +271,6 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 def _sha256(path: Path) -> str:
-    from zoo._files import sha256_file
 
     return sha256_file(path)
 
@@ -407,7 +395,6 @@ def _load_once(root: Path, trusted):
 
 
 def _verify_files(doc: dict, folder: Path) -> set:
-    from zoo._files import sha256_file
 
     files = doc["files"]
     for name, digest in files.items():

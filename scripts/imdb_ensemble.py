@@ -46,7 +46,7 @@ def fit_members(work: Path) -> None:
 
     import zoo
     from zoo import nbsvm
-    from zoo._files import atomic_path
+    from kze.files import atomic_path
 
     X, y = zoo.datasets.load("imdb", "train")
     X_val, y_val = zoo.datasets.load("imdb", "validation")

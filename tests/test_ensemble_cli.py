@@ -201,7 +201,7 @@ def test_pickles_need_allow_pickle_and_a_matching_sha256_first(workdir, tmp_path
 
 
 def _sha(path):
-    from zoo._files import sha256_file
+    from kze.files import sha256_file
 
     return sha256_file(path)
 

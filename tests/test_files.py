@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from zoo._files import atomic_path, atomic_write_text, sha256_file
+from kze.files import atomic_path, atomic_write_text, sha256_file
 
 
 def test_atomic_write_replaces_the_file_in_one_step(tmp_path):

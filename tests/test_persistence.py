@@ -142,7 +142,7 @@ def test_tampered_file_is_refused_before_it_is_read(digits, tmp_path):
         ensemble.load(path)
     assert not marker.exists()
     # Whoever edits the files can edit the manifest: the sha256 then matches, but nothing is unpickled.
-    from zoo._files import sha256_file
+    from kze.files import sha256_file
 
     manifest["files"][skops_file.name] = sha256_file(skops_file)
     (version / "manifest.json").write_text(json.dumps(manifest))
@@ -168,7 +168,7 @@ def test_manifest_paths_stay_inside_the_folder(digits, tmp_path):
     version, manifest = _files(path)
     outside = tmp_path / "outside.skops"
     outside.write_bytes(b"x")
-    from zoo._files import sha256_file
+    from kze.files import sha256_file
 
     for bad in ("../outside.skops", str(outside), "sub/dir.skops"):
         doc = json.loads(json.dumps(manifest))

@@ -140,7 +140,7 @@ def _inner(nodes):
 
 @pytest.mark.parametrize("case,edit,fragment", [
     ("child out of range", lambda n, f: n["left_child"].__setitem__(0, 10**9), "left child 1000000000"),
-    ("feature past the row", lambda n, f: n["feature"].__setitem__(0, f), f"splits on feature 64 of 64"),
+    ("feature past the row", lambda n, f: n["feature"].__setitem__(0, f), "splits on feature 64 of 64"),
     ("cycle", lambda n, f: n["right_child"].__setitem__(_inner(n), 0), "right child 0"),
     ("non-finite threshold", lambda n, f: n["threshold"].__setitem__(0, np.nan), "non-finite split threshold"),
 ])

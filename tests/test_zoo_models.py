@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from zoo import ChecksumError, Registry
-from zoo._files import sha256_file
+from kze.files import sha256_file
 
 REGISTRY = Registry()
 

@@ -1,99 +1,17 @@
-"""File helpers: sha256, atomic writes and verified downloads."""
+"""Verified downloads and checksum errors for the zoo's data and weights (file helpers are in ``kze.files``)."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kze.files import atomic_path, sha256_file
+
 _CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ""):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
-
-    The temporary name ends in ``suffix`` (for writers that check extensions).
-    If the body raises, the temporary file is removed and ``path`` is untouched,
-    so readers never see a half-written file. Errors name ``path``, never the
-    hidden temporary file: a ``path`` that is a folder raises
-    ``IsADirectoryError``, a name longer than the file system allows raises an
-    ``OSError`` with ``errno.ENAMETOOLONG``.
-    """
-    path = Path(path)
-    check_file_name(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # the temporary name is bounded, so every valid final name works
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_TMP_PREFIX]}.", suffix=".part" + suffix, dir=path.parent)
-    except OSError as exc:
-        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the final file the usual mode
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        renamed = _naming(exc, tmp, path)
-        if renamed is exc:
-            raise
-        raise renamed from exc
-
-
-_TMP_PREFIX = 40  # characters of the final name kept in the temporary one
-
-
-def check_file_name(path: str | os.PathLike) -> None:
-    """Raise an ``OSError`` unless ``path`` can name a new file: its name too long, a file above it, or a folder."""
-    path = Path(path)
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        limit = 255
-    if len(os.fsencode(path.name)) > limit:
-        raise OSError(errno.ENAMETOOLONG, f"file name too long ({len(os.fsencode(path.name))} bytes; at most {limit})", str(path))
-    if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder", str(path))
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file name", str(path))
-
-
-def _naming(exc: BaseException, tmp: str, path: Path) -> BaseException:
-    """``exc`` with the temporary file's name replaced by ``path`` (``exc`` itself if it does not name it)."""
-    if isinstance(exc, OSError) and exc.filename == tmp:
-        return type(exc)(exc.errno, exc.strerror, str(path))
-    if tmp in str(exc):
-        try:
-            return type(exc)(str(exc).replace(tmp, str(path)))
-        except Exception:  # an exception type that cannot be rebuilt from a message
-            return exc
-    return exc
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 _show_progress = True

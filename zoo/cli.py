@@ -76,7 +76,7 @@ def _cmd_info(args):
 
 def _check_output_file(path: str, option: str) -> None:
     """A ``UsageError`` naming ``option`` unless ``path`` can be a file name to write."""
-    from zoo._files import check_file_name
+    from kze.files import check_file_name
 
     try:
         check_file_name(path)
@@ -86,7 +86,7 @@ def _check_output_file(path: str, option: str) -> None:
 
 def _check_output_folder(path: str, option: str) -> None:
     """A ``UsageError`` naming ``option`` unless ``path`` is a folder or can be made one."""
-    from zoo._files import check_file_name
+    from kze.files import check_file_name
 
     try:
         if Path(path).is_dir():
@@ -103,7 +103,7 @@ def _plot_model(model, path: str) -> None:
 
     import keras
 
-    from zoo._files import atomic_path
+    from kze.files import atomic_path
 
     try:
         import pydot  # noqa: F401

@@ -590,7 +590,7 @@ def _trial_process() -> None:
     """Entry point of a trial's process: read the job from stdin, train, write ``result.json`` and the trial's files."""
     import optuna
 
-    from zoo._files import atomic_write_text
+    from kze.files import atomic_write_text
 
     job = pickle.loads(sys.stdin.buffer.read())  # sent through a pipe by the loop that started this process
     threading.Thread(target=_exit_with, args=(job["parent"],), daemon=True).start()

@@ -39,13 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._files import (
-    ChecksumError,
-    DataUnavailableError,
-    atomic_path,
-    download,
-    verify,
-)
+from kze.files import atomic_path
+from zoo._files import ChecksumError, DataUnavailableError, download, verify
 
 __all__ = [
     "DATASETS",

@@ -130,7 +130,7 @@ def prepare_trial(
     import tensorflow as tf
 
     from zoo import datasets
-    from zoo._files import atomic_path, atomic_write_text, sha256_file
+    from kze.files import atomic_path, atomic_write_text, sha256_file
     from zoo.estimator import _plain, _set_weights
     from zoo.models import build_model
 
@@ -222,7 +222,8 @@ def write_trial(library: Registry, entry: dict, files: dict[str, bytes]) -> dict
     """
     import hashlib
 
-    from zoo._files import ChecksumError, atomic_path
+    from kze.files import atomic_path
+    from zoo._files import ChecksumError
     from zoo.registry import RegistryError
 
     refs = [ref for ref in (entry.get("weights"), entry.get("vocabulary")) if ref is not None]
@@ -252,9 +253,10 @@ def write_trial(library: Registry, entry: dict, files: dict[str, bytes]) -> dict
 
 def drop_trial(library: Registry, name: str) -> bool:
     """Remove entry ``name`` and its files from the library; whether it was there."""
-    from zoo.registry import _locked
+    from kze.files import locked
+    from zoo.registry import lock_file
 
-    with _locked(library.path):
+    with locked(lock_file(library.path)):
         library._entries = library._read()
         entry = library._entries.pop(name, None)
         if entry is None:

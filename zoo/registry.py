@@ -25,7 +25,6 @@ keeps its version when entries are added.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from zoo._files import atomic_write_text
+from kze.files import atomic_write_text, locked
 
 __all__ = ["Registry", "RegistryError", "shipped_path"]
 
@@ -200,7 +199,7 @@ class Registry:
         if path.suffix not in (".yaml", ".yml"):
             path = path / "registry.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path):
+        with locked(lock_file(path)):
             if not path.exists():
                 atomic_write_text(path, _dump(_NEW_FORMAT, []))
         return cls(path)
@@ -211,7 +210,7 @@ class Registry:
         The file is re-read under an exclusive lock first, so entries written
         meanwhile by another process (say, a second training run) are kept.
         """
-        with _locked(self.path):
+        with locked(lock_file(self.path)):
             self._entries = self._read()
             names = list(self._entries)
             index = names.index(entry.get("name")) if entry.get("name") in names else len(names)
@@ -259,14 +258,10 @@ def _dump(version: int, models: list) -> str:
     return _HEADER + yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=None)
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive ``fcntl`` lock on ``.<name>.lock`` beside the registry file ``path``."""
-    import fcntl
-
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def lock_file(path: str | Path) -> Path:
+    """The lock file (``.<name>.lock`` beside it) that every writer of the registry file ``path`` holds."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
 
 
 def _validate_entry(entry, index: int, version: int = 1) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import datasets
-from zoo._files import atomic_path, atomic_write_text, sha256_file
+from kze.files import atomic_path, atomic_write_text, sha256_file
 from zoo.models import build_model, predict_proba, scores
 from zoo.recipes import recipe as _recipe
 from zoo.registry import Registry, shipped_path

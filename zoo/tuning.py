@@ -847,7 +847,7 @@ def plot_history(library: str | os.PathLike, path: str | os.PathLike, *, storage
 
     import optuna
 
-    from zoo._files import atomic_path, check_file_name
+    from kze.files import atomic_path, check_file_name
 
     check_file_name(path)
     try:
