@@ -14,6 +14,7 @@ from ensemble._keras import KerasMember
 from ensemble.blend import BlendClassifier, BlendRegressor
 from ensemble.chunked import predict_chunked
 from ensemble.diversity import Diversity, diversity
+from ensemble.kinds import MemberKind, kind_of, register_member_kind
 from ensemble.persistence import load, save
 from ensemble.selection import select
 from ensemble.serving import export_saved_model
@@ -24,12 +25,15 @@ __all__ = [
     "BlendRegressor",
     "Diversity",
     "KerasMember",
+    "MemberKind",
     "StackClassifier",
     "StackRegressor",
     "diversity",
     "export_saved_model",
+    "kind_of",
     "load",
     "predict_chunked",
+    "register_member_kind",
     "save",
     "select",
     "solvers",

@@ -1,4 +1,8 @@
-"""Shared base of the blending and stacking estimators."""
+"""Shared base of the blending and stacking estimators.
+
+Members of a registered member kind (:mod:`ensemble.kinds`, e.g. Keras
+models) are prefit and used through their adapter's interface only.
+"""
 
 from typing import NamedTuple
 
@@ -29,10 +33,9 @@ from sklearn.utils.validation import (
 )
 
 from ensemble._cache import check_cache
-from ensemble._keras import KerasMember, is_keras_model
 from ensemble._members import (
     _is_pair,
-    check_keras_inputs,
+    check_member_inputs,
     check_output,
     check_sample_weight_support,
     fit_members,
@@ -43,6 +46,7 @@ from ensemble._members import (
     prepare,
     response_method,
 )
+from ensemble.kinds import kind_of
 
 
 class Checked(NamedTuple):
@@ -50,7 +54,7 @@ class Checked(NamedTuple):
 
     all_names: list  # every member name, dropped ones included, in the given order
     names: list  # names of the non-dropped members
-    members: list  # non-dropped members, Keras models wrapped in KerasMember
+    members: list  # non-dropped members, models of a member kind wrapped in their adapter (e.g. KerasMember)
     prefit: list  # whether each is used as it is (never fitted here)
     methods: list  # the method whose outputs each one contributes
 
@@ -59,6 +63,16 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
     """Members handling, parameters, cloning, routing and input checks of all ensembles."""
 
     _member_kind = None  # "classifier"/"regressor": members must be of this kind (blends), None: any (stacks)
+    _log_name = "Ensemble"  # tag of the verbose lines, as scikit-learn's ("Voting", "Stacking")
+
+    def __getattr__(self, name):
+        # only reached for missing attributes: scikit-learn's message for n_features_in_ (stacks, #17353)
+        if name == "n_features_in_":
+            raise AttributeError(
+                f"{type(self).__name__} object has no attribute n_features_in_ "
+                "(set by fit when X is a 2-D numeric array or a data frame)"
+            )
+        return object.__getattribute__(self, name)  # the lookup's own error (e.g. available_if's, with its cause)
 
     @property
     def named_estimators(self):
@@ -93,7 +107,7 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         return super().set_params(**params)
 
     def __sklearn_clone__(self):
-        # Like sklearn.base.clone, but Keras models (prefit members) are shared, not copied.
+        # Like sklearn.base.clone, but models of a member kind (prefit members) are shared, not copied.
         params = self.get_params(deep=False)
         params = {k: clone(v, safe=False) for k, v in params.items() if k != "estimators"}
         estimators = self.estimators
@@ -106,7 +120,7 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         items = self.estimators if isinstance(self.estimators, (list, tuple)) else []
         ests = [item[1] if _is_pair(item) else item for item in items]
         ests = [e for e in ests if not is_drop(e)]
-        sk = [e for e in ests if hasattr(e, "fit") and not (isinstance(e, (type, KerasMember)) or is_keras_model(e))]
+        sk = [e for e in ests if hasattr(e, "fit") and not isinstance(e, type) and kind_of(e) is None]
         complete = bool(ests) and len(sk) == len(ests)
         tags.input_tags.allow_nan = complete and all(get_tags(e).input_tags.allow_nan for e in sk)
         tags.input_tags.sparse = complete and all(get_tags(e).input_tags.sparse for e in sk)
@@ -153,12 +167,16 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
 
     # --- validation ---------------------------------------------------------------------------
 
-    def _check_members(self, X, method):
-        """Names, non-dropped members (Keras models adapted), prefit flags and methods, checked up front.
+    def _check_members(self, X, method, *, sample_weight=None, fit_params=None):
+        """Names, non-dropped members (models of a member kind adapted), prefit flags and methods, checked up front.
 
         ``method`` is one method name for all members, or ``"auto"`` (see
-        :func:`ensemble._members.response_method`).
+        :func:`ensemble._members.response_method`). Without metadata routing,
+        ``fit_params`` are refused and members to fit must take
+        ``sample_weight`` (when given) first, as in scikit-learn.
         """
+        if not _routing_enabled():
+            _raise_for_params(fit_params or {}, self, "fit")
         named = named_members(self.estimators)
         all_names = [name for name, _ in named]
         conflicts = sorted(set(all_names) & set(self.get_params(deep=False)))
@@ -173,11 +191,13 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
                 continue
             member, is_pre = prepare(name, est, task, prefit=self.cv == "prefit")
             self._check_kind(name, member)
+            if sample_weight is not None and not is_pre and not _routing_enabled():
+                check_sample_weight_support(name, member)
             methods.append(response_method(name, member, method))
             names.append(name)
             members.append(member)
             prefit.append(is_pre)
-        check_keras_inputs(names, members, X)
+        check_member_inputs(names, members, X)
         return Checked(all_names, names, members, prefit, methods)
 
     def _check_kind(self, name, member):
@@ -253,7 +273,7 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
             [checked.members[i] for i in todo], X, y,
             names=[checked.names[i] for i in todo], params=[params[checked.names[i]] for i in todo],
             cv=cv, methods=[checked.methods[i] for i in todo], n_jobs=self.n_jobs, verbose=self.verbose,
-            owner=type(self).__name__,
+            owner=self._log_name,
         )
         estimators = list(checked.members)
         for i, est in zip(todo, fitted):
@@ -279,7 +299,7 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
         for method in dict.fromkeys(methods):
             idx = [i for i, m in enumerate(methods) if m == method]
             outs = predict_members([names[i] for i in idx], [members[i] for i in idx], X, method,
-                                   memory=check_cache(self.memory), n_jobs=self.n_jobs)
+                                   memory=check_cache(self.memory), n_jobs=self.n_jobs, progress=bool(self.verbose))
             for i, out in zip(idx, outs):
                 outputs[i] = out
         return outputs
@@ -292,7 +312,7 @@ class _BaseEnsemble(TransformerMixin, MetaEstimatorMixin, BaseEstimator):
 def _clone_item(item):
     if _is_pair(item):
         return (item[0], _clone_item(item[1]))
-    if is_drop(item) or is_keras_model(item):
+    if is_drop(item) or kind_of(item) is not None:
         return item
     return clone(item, safe=False)
 
@@ -350,8 +370,8 @@ def check_labels(y_classes, classes, names, prefit):
         holders = [n for n, p in zip(names, prefit) if p]
         raise ValueError(
             f"y has labels {unknown.tolist()} that members {holders} do not predict "
-            f"(their classes: {classes.tolist()}); pass KerasMember(model, classes=...) "
-            "to label a Keras model's outputs"
+            f"(their classes: {classes.tolist()}); label the members' outputs (for a Keras model, "
+            "KerasMember(model, classes=...))"
         )
 
 

@@ -31,7 +31,7 @@ import joblib
 import numpy as np
 from sklearn.utils.validation import _num_samples
 
-from ensemble._keras import KerasMember
+from ensemble.kinds import Member
 
 _FORMAT = "ensemble-prediction-cache-v3"
 _KINDS = "biufU"  # booleans, integers, floats, strings: never object arrays
@@ -110,8 +110,8 @@ def check_cache(memory):
 
 
 def fingerprint(member):
-    """What a member's predictions depend on: weights for Keras, the fitted state otherwise."""
-    if isinstance(member, KerasMember):
+    """What a member's predictions depend on: its kind's fingerprint (weights for Keras), the fitted state otherwise."""
+    if isinstance(member, Member):
         return member.fingerprint()
     return joblib.hash(member)
 

@@ -1,6 +1,8 @@
-"""Keras models as ensemble members: detection, the predict-only adapter, fusion.
+"""Keras models as ensemble members: the built-in Keras member kind, its adapter, fusion.
 
-Nothing here imports keras at module level; it is imported only when a Keras
+:data:`KERAS` (a :class:`~ensemble.kinds.MemberKind`, registered when this
+module is imported) recognises ``keras.Model`` instances by their classes'
+names and modules, and wraps them in :class:`KerasMember`. Nothing here imports keras at module level; it is imported only when a Keras
 member is actually saved, restored or fused.
 
 Fusion (``to_keras()`` of blends and logistic stacks) builds one functional
@@ -21,7 +23,9 @@ import tempfile
 import threading
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from ensemble.kinds import Member, MemberKind, check_keras_input, keras_weights_digest, register_member_kind
 
 _KERAS_MODULES = ("keras", "tf_keras")
 _restore_lock = threading.Lock()
@@ -37,7 +41,26 @@ def is_keras_model(obj):
     )
 
 
-class KerasMember(BaseEstimator):
+class KerasKind(MemberKind):
+    """The built-in member kind of ``keras.Model`` instances; its adapter is :class:`KerasMember`."""
+
+    name = "keras"
+    fuses_to_keras = True
+
+    def matches(self, obj):
+        return is_keras_model(obj)
+
+    def wrap(self, obj, *, task="classification"):
+        return KerasMember(obj, task=task)
+
+    def default_name(self, obj):
+        return getattr(obj, "name", "kerasmember").lower()
+
+
+KERAS = register_member_kind(KerasKind())
+
+
+class KerasMember(Member):
     """Predict-only adapter that makes a trained ``keras.Model`` an ensemble member.
 
     The model is used as-is: the adapter is fitted from construction,
@@ -95,22 +118,18 @@ class KerasMember(BaseEstimator):
             state["_model"] = None
         return state
 
-    def __sklearn_clone__(self):
-        return self
+    @property
+    def member_kind(self):
+        return KERAS
 
-    def __sklearn_is_fitted__(self):
-        return True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "regressor" if self.task == "regression" else "classifier"
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags
-
-    def fit(self, X=None, y=None, **fit_params):
-        """No-op: the model is already trained. Returns ``self``."""
-        return self
+    def check(self, name, task):
+        """Raise if this is not a built ``keras.Model`` for ``task`` (as member ``name``)."""
+        if not is_keras_model(self.model):
+            raise TypeError(f"Member {name!r} is a KerasMember around {type(self.model).__name__}, not a keras.Model")
+        if self.task != task:
+            raise ValueError(f"Member {name!r} is a KerasMember with task={self.task!r}; this ensemble needs {task!r}")
+        if not self.model.built:
+            raise NotFittedError(f"Member {name!r}: the Keras model {self.model.name!r} is not built; train it first")
 
     @property
     def classes_(self):
@@ -140,9 +159,7 @@ class KerasMember(BaseEstimator):
             lines = []
             model.summary(print_fn=lambda line, *a, **k: lines.append(line))
             h.update("\n".join(lines).encode())
-        from zoo.models import weights_digest
-
-        h.update(weights_digest(model).encode())
+        h.update(keras_weights_digest(model).encode())
         h.update(repr((self.task, None if self.classes is None else list(self.classes))).encode())
         return h.hexdigest()
 
@@ -157,9 +174,7 @@ class KerasMember(BaseEstimator):
         model's trailing axis of size one, e.g. raw strings of shape ``(n,)``
         for a text model with input ``(None, 1)``.
         """
-        from zoo._inputs import check_input
-
-        return check_input(self.model, X)
+        return check_keras_input(self.model, X)
 
     def _raw_output(self, X):
         X = self.check_input(X)

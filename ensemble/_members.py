@@ -1,6 +1,16 @@
-"""Ensemble members: naming, prefit detection, fitting and (cached, parallel) prediction."""
+"""Ensemble members: naming, prefit detection, fitting and (cached, parallel) prediction.
+
+Models of a registered member kind (:mod:`ensemble.kinds`: Keras models, or
+kinds plug-ins add) are prefit: they are wrapped in their kind's
+:class:`~ensemble.kinds.Member` adapter and used through its interface only
+(no kind is special-cased here). With ``verbose``, member fits and
+predictions show ``tqdm`` progress bars on stderr once they take more than
+a couple of seconds, besides scikit-learn's ``[Voting] (1 of 3) Processing
+...`` lines on stdout.
+"""
 
 import inspect
+import sys
 from collections import Counter
 from copy import deepcopy
 
@@ -15,10 +25,11 @@ from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.validation import check_is_fitted
 
 from ensemble._cache import cached_output, input_hash
-from ensemble._keras import KerasMember, is_keras_model
+from ensemble.kinds import Member, kind_of
 
 _INVALID = "Invalid 'estimators' attribute, 'estimators' should be a non-empty list of (string, estimator) tuples"
 STACK_METHODS = ("predict_proba", "decision_function", "predict")
+PROGRESS_DELAY = 2.0  # seconds before a progress bar shows (verbose)
 
 
 def is_drop(est):
@@ -29,8 +40,9 @@ def is_drop(est):
 def named_members(estimators):
     """``(name, estimator)`` pairs from pairs and/or bare estimators; ``"drop"`` is kept as is.
 
-    Bare estimators are named after their class (a Keras model after its
-    ``name``, a ``FrozenEstimator`` after the estimator inside), lowercased,
+    Bare estimators are named after their class (a model of a member kind
+    as its kind says, e.g. a Keras model after its ``name``; a
+    ``FrozenEstimator`` after the estimator inside), lowercased,
     with ``-2``, ``-3``... suffixes on repeats. Malformed lists and names
     raise scikit-learn's ``ValueError`` messages.
     """
@@ -81,37 +93,34 @@ def _is_pair(item):
 
 
 def _default_name(est):
-    if is_keras_model(est):
-        return est.name.lower()
-    if isinstance(est, KerasMember):
-        return getattr(est.model, "name", "kerasmember").lower()
+    if isinstance(est, Member):
+        return est.default_name()
+    kind = kind_of(est)
+    if kind is not None:
+        return kind.default_name(est)
     if isinstance(est, FrozenEstimator):
         est = est.estimator
     return type(est).__name__.lower()
 
 
 def is_prefit(est):
-    """Whether the ensemble uses ``est`` as it is: a Keras model, ``KerasMember`` or ``FrozenEstimator``."""
-    return is_keras_model(est) or isinstance(est, (KerasMember, FrozenEstimator))
+    """Whether the ensemble uses ``est`` as it is: a model of a member kind (e.g. Keras), its adapter, or a ``FrozenEstimator``."""
+    return isinstance(est, FrozenEstimator) or kind_of(est) is not None
 
 
 def prepare(name, est, task, *, prefit=False):
-    """Return ``(member, prefit)``: Keras models get a :class:`KerasMember` adapter.
+    """Return ``(member, prefit)``: models of a member kind get their kind's adapter.
 
-    Prefit members (Keras models, ``KerasMember``, ``FrozenEstimator``, and
-    any fitted estimator when ``prefit``) are used as-is; any other estimator
-    is fitted by the ensemble.
+    Prefit members (models of a member kind such as Keras models, their
+    adapters such as ``KerasMember``, ``FrozenEstimator``, and any fitted
+    estimator when ``prefit``) are used as-is; any other estimator is fitted
+    by the ensemble.
     """
-    if is_keras_model(est):
-        est = KerasMember(est, task=task)
-    if isinstance(est, KerasMember):
-        if not is_keras_model(est.model):
-            raise TypeError(f"Member {name!r} is a KerasMember around {type(est.model).__name__}, not a keras.Model")
-        if est.task != task:
-            raise ValueError(f"Member {name!r} is a KerasMember with task={est.task!r}; this ensemble needs {task!r}")
-        if not est.model.built:
-            raise NotFittedError(f"Member {name!r}: the Keras model {est.model.name!r} is not built; train it first")
-        return est, True
+    kind = kind_of(est)
+    if kind is not None:
+        member = est if isinstance(est, Member) else kind.wrap(est, task=task)
+        member.check(name, task)
+        return member, True
     if isinstance(est, type):
         raise TypeError(
             f"Member {name!r}: expected an estimator instance ({est.__name__}()), got estimator class instead ({est.__name__})."
@@ -132,9 +141,9 @@ def prepare(name, est, task, *, prefit=False):
 
 
 def require_method(name, est, method):
-    """Raise a ``ValueError`` naming the member if it lacks ``method``."""
+    """Raise a ``ValueError`` naming the member if it lacks ``method`` (scikit-learn's words included)."""
     if not hasattr(est, method):
-        raise ValueError(f"Member {name!r} ({type(est).__name__}) has no {method}()")
+        raise ValueError(f"Member {name!r} ({type(est).__name__}) has no {method}(): the underlying estimator does not implement the method {method}")
 
 
 def response_method(name, est, method):
@@ -146,7 +155,8 @@ def response_method(name, est, method):
     for candidate in STACK_METHODS:
         if hasattr(est, candidate):
             return candidate
-    raise ValueError(f"Member {name!r} ({type(est).__name__}) has none of {', '.join(STACK_METHODS)}")
+    raise ValueError(f"Member {name!r} ({type(est).__name__}) has none of {', '.join(STACK_METHODS)}: "
+                     "the underlying estimator does not implement the method predict_proba, decision_function or predict")
 
 
 def check_sample_weight_support(name, est):
@@ -165,14 +175,17 @@ def check_sample_weight_support(name, est):
         raise TypeError(f"Underlying estimator {name!r} ({type(est).__name__}) does not support sample weights{hint}.")
 
 
-def check_keras_inputs(names, members, X):
-    """Check ``X`` against each Keras member's ``input_shape`` before predicting."""
+def check_member_inputs(names, members, X):
+    """Check ``X`` with each member kind's input check (e.g. a Keras model's input shape) before predicting."""
     for name, member in zip(names, members):
-        if isinstance(member, KerasMember):
+        if isinstance(member, Member):
             try:
                 member.check_input(X)
             except ValueError as exc:
                 raise ValueError(f"Member {name!r}: {exc}") from None
+
+
+check_keras_inputs = check_member_inputs  # the former name
 
 
 def fit_members(estimators, X, y, *, names=None, params=None, cv=None, methods=None, n_jobs=None, verbose=0,
@@ -198,7 +211,7 @@ def fit_members(estimators, X, y, *, names=None, params=None, cv=None, methods=N
     fold, rather than with each task. Only the estimators fitted here
     travel, unfitted (``clone``): a ``ZooClassifier`` is rebuilt from its
     parameters on the worker, trains there and comes back as weights.
-    Prefit members (Keras models, ``KerasMember``, ``FrozenEstimator``)
+    Prefit members (models of a member kind, ``FrozenEstimator``)
     never leave this process: :func:`predict_members` runs them in
     threads here.
     """
@@ -216,8 +229,24 @@ def fit_members(estimators, X, y, *, names=None, params=None, cv=None, methods=N
             delayed(_cross_val_predict)(clone(est), X, y, deepcopy(cv), method, p, name, verbose)
             for est, method, p, name in zip(estimators, methods, params, names)
         ]
-    results = Parallel(n_jobs=n_jobs)(tasks)
+    desc = "fitting members" if cv is None else "fitting members, out-of-fold predictions"
+    results = run_tasks(tasks, n_jobs=n_jobs, progress=bool(verbose), desc=desc)
     return results[:k], (results[k:] if cv is not None else None)
+
+
+def run_tasks(tasks, *, n_jobs=None, backend=None, progress=False, desc=None):
+    """Run joblib ``tasks``, results in order; with ``progress``, a ``tqdm`` bar on stderr
+    counting finished tasks, shown once they take longer than :data:`PROGRESS_DELAY` seconds."""
+    if not progress:
+        return Parallel(n_jobs=n_jobs, backend=backend)(tasks)
+    from tqdm.auto import tqdm
+
+    results = []
+    with tqdm(total=len(tasks), desc=desc, unit="task", file=sys.stderr, leave=False, delay=PROGRESS_DELAY) as bar:
+        for out in Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(tasks):
+            results.append(out)
+            bar.update()
+    return results
 
 
 def _fit(est, X, y, params, name, owner, message):
@@ -235,19 +264,19 @@ def _cross_val_predict(est, X, y, cv, method, params, name, verbose):
     return cross_val_predict(est, X, y, cv=cv, method=method, params=params or None, verbose=verbose)
 
 
-def predict_members(names, members, X, method, *, memory=None, n_jobs=None):
+def predict_members(names, members, X, method, *, memory=None, n_jobs=None, progress=False):
     """Each member's ``method`` output on ``X``, as float64 arrays.
 
     Runs in threads of this process, also under another joblib backend
     (e.g. ``parallel_config(backend="dask")``): Keras models and fitted
     estimators are neither copied nor sent anywhere. Serves results from
     ``memory`` where possible. Raises a ``ValueError`` naming the first
-    member whose output is not finite.
+    member whose output is not finite. ``progress`` shows a progress bar
+    (see :func:`run_tasks`).
     """
     x_hash = input_hash(X) if memory is not None else None
-    outputs = Parallel(n_jobs=n_jobs, backend="threading")(
-        delayed(_predict)(name, member, method, X, memory, x_hash) for name, member in zip(names, members)
-    )
+    tasks = [delayed(_predict)(name, member, method, X, memory, x_hash) for name, member in zip(names, members)]
+    outputs = run_tasks(tasks, n_jobs=n_jobs, backend="threading", progress=progress, desc=f"members' {method}")
     return [check_output(name, out) for name, out in zip(names, outputs)]
 
 

@@ -10,9 +10,10 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ensemble import solvers
 from ensemble._base import _BaseEnsemble, encode_classes
-from ensemble._keras import KerasMember, fuse
+from ensemble._keras import fuse
 from ensemble._members import is_drop
 from ensemble.calibration import apply_temperature, calibrating, fit_temperature
+from ensemble.kinds import kind_of
 
 _METHODS = ("mean", "slsqp", "nnls", "caruana")
 _FAST_SCORING = (None, "neg_log_loss", "neg_mean_squared_error")
@@ -20,6 +21,8 @@ _FAST_SCORING = (None, "neg_log_loss", "neg_mean_squared_error")
 
 class _BaseBlend(_BaseEnsemble):
     """Fitting and applying blend weights; subclasses define targets and alignment."""
+
+    _log_name = "Voting"
 
     def __init__(
         self,
@@ -152,8 +155,9 @@ class _BaseBlend(_BaseEnsemble):
     def to_keras(self):
         """One ``keras.Model`` computing the blend, members called as layers.
 
-        Requires every member to be a Keras model (or :class:`KerasMember`)
-        taking the same input. The weighted average is a frozen ``Dense``
+        Requires every member to be a Keras model (or :class:`KerasMember`:
+        a member kind whose ``fuses_to_keras`` is true) taking the same
+        input. The weighted average is a frozen ``Dense``
         layer; classifier outputs follow ``classes_``. A calibrated blend's
         temperatures (each member's, then the blend's) are blocks of built-in
         Keras operations, so the model saved as ``.keras`` loads with
@@ -173,7 +177,7 @@ class _BaseBlend(_BaseEnsemble):
         if getattr(self, "voting", "soft") != "soft":
             raise ValueError("to_keras() needs voting='soft'")
         names = self._active_names()
-        others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
+        others = [n for n, est in zip(names, self.estimators_) if not getattr(kind_of(est), "fuses_to_keras", False)]
         if others:
             raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
         return fuse(
@@ -205,8 +209,9 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     estimators : list of (str, estimator) or of estimators
         Members; a member set to ``"drop"`` (in the list or with
         ``set_params(name="drop")``) is left out. Keras models,
-        :class:`KerasMember` and ``sklearn.frozen.FrozenEstimator`` are prefit
-        and used as-is; other estimators are cloned and fitted (encoded labels
+        :class:`KerasMember`, models of other registered member kinds
+        (:mod:`ensemble.kinds`) and ``sklearn.frozen.FrozenEstimator`` are
+        prefit and used as-is; other estimators are cloned and fitted (encoded labels
         ``0 .. k-1``). Bare estimators are named after their class.
     method : {"mean", "slsqp", "nnls", "caruana"}, default="mean"
         How to weight the members: equal (or ``weights``); minimum log loss on
@@ -254,7 +259,10 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
     random_state : int, RandomState instance or None, default=None
         Draws Caruana's bags.
     verbose : int, default=0
-        Print the time each member's fit takes.
+        Print the time each member's fit takes (``[Voting] (1 of 3)
+        Processing <name>, total=...``, as scikit-learn), and show progress
+        bars on stderr for member fits, out-of-fold and member predictions
+        that take more than two seconds.
 
     Attributes
     ----------
@@ -338,7 +346,8 @@ class BlendClassifier(ClassifierMixin, _BaseBlend):
         y = self._check_y(X, y)
         sample_weight = self._check_sample_weight(sample_weight, X)
         learn = self.method != "mean"
-        checked = self._check_members(X, "predict" if self.voting == "hard" else "predict_proba")
+        checked = self._check_members(X, "predict" if self.voting == "hard" else "predict_proba",
+                                      sample_weight=sample_weight, fit_params=fit_params)
         if learn:
             for name, member in zip(checked.names, checked.members):
                 if not hasattr(member, "predict_proba"):
@@ -568,7 +577,7 @@ class BlendRegressor(RegressorMixin, _BaseBlend):
         self._check_X(X, reset=True)
         y = self._check_y(X, y)
         sample_weight = self._check_sample_weight(sample_weight, X)
-        checked = self._check_members(X, "predict")
+        checked = self._check_members(X, "predict", sample_weight=sample_weight, fit_params=fit_params)
         self._check_params(checked)
         params, _ = self._route_fit_params(checked, sample_weight, fit_params)
         return self._fit_blend(X, y, y, checked, params, sample_weight, lambda est, prefit: None)

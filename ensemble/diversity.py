@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ensemble._base import _BaseEnsemble
 from ensemble._cache import check_cache
 from ensemble._members import (
-    check_keras_inputs,
+    check_member_inputs,
     named_members,
     predict_members,
     prepare,
@@ -56,7 +56,8 @@ def diversity(estimators, X, y, *, memory=None, n_jobs=None):
     ----------
     estimators : list of (str, estimator) or of estimators, or a fitted ensemble
         Fitted classifiers with ``predict_proba``: Keras models,
-        :class:`KerasMember`, ``FrozenEstimator`` or fitted scikit-learn
+        :class:`KerasMember`, models of other member kinds
+        (:mod:`ensemble.kinds`), ``FrozenEstimator`` or fitted scikit-learn
         estimators; or a fitted :class:`BlendClassifier` /
         :class:`StackClassifier`, whose members are compared.
     X : array-like
@@ -94,7 +95,7 @@ def diversity(estimators, X, y, *, memory=None, n_jobs=None):
         labels = [np.asarray(m.classes_) for m in members]
     for name, member in zip(names, members):
         require_method(name, member, "predict_proba")
-    check_keras_inputs(names, members, X)
+    check_member_inputs(names, members, X)
     try:
         classes = np.unique(np.concatenate(labels + [y]))
     except TypeError as exc:

@@ -20,13 +20,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ensemble._base import _BaseEnsemble, encode_classes
-from ensemble._keras import KerasMember, fuse_stack
+from ensemble._keras import fuse_stack
 from ensemble._members import STACK_METHODS, check_sample_weight_support, is_drop
 from ensemble.calibration import apply_temperature, calibrating, fit_temperature
+from ensemble.kinds import kind_of
 
 
 class _BaseStack(_BaseEnsemble):
     """Fitting the members and the meta-learner; subclasses define targets and outputs."""
+
+    _log_name = "Stacking"
 
     def __init__(
         self, estimators, final_estimator=None, *, cv=5, passthrough=False, memory=None, n_jobs=None, verbose=0
@@ -165,10 +168,10 @@ class _BaseStack(_BaseEnsemble):
             return np.concatenate([np.asarray(names, dtype=object), input_features])
         return np.asarray(names, dtype=object)
 
-    def _prepare(self, X, y, method):
+    def _prepare(self, X, y, method, sample_weight, fit_params):
         self._check_X(X, reset=True)
         y = self._check_y(X, y)
-        checked = self._check_members(X, method)
+        checked = self._check_members(X, method, sample_weight=sample_weight, fit_params=fit_params)
         if self.passthrough and not sp.issparse(X) and np.asarray(X).dtype.kind not in "biuf":
             raise ValueError(f"passthrough=True needs numeric X; got dtype {np.asarray(X).dtype}")
         return y, checked
@@ -200,7 +203,8 @@ class StackClassifier(ClassifierMixin, _BaseStack):
     ----------
     estimators : list of (str, estimator) or of estimators
         Members, ``"drop"`` to leave one out; prefit ones (Keras models,
-        :class:`KerasMember`, ``FrozenEstimator``) give their outputs on the
+        :class:`KerasMember`, models of other registered member kinds,
+        ``FrozenEstimator``) give their outputs on the
         training data, the others out-of-fold outputs (``cv``) and are then
         refit on all of it. Regressors are accepted (e.g. ordinal targets).
     final_estimator : classifier, default=None
@@ -226,7 +230,10 @@ class StackClassifier(ClassifierMixin, _BaseStack):
     n_jobs : int, default=None
         Parallel member fits (processes) and predictions (threads).
     verbose : int, default=0
-        Print each member's fit time, and cross-validation progress.
+        Print each member's fit time (``[Stacking] (1 of 3) Processing
+        <name>, total=...``) and cross-validation progress, and show progress
+        bars on stderr for member fits, out-of-fold and member predictions
+        that take more than two seconds.
 
     Attributes
     ----------
@@ -295,7 +302,7 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         """
         if self.stack_method not in ("auto",) + STACK_METHODS:
             raise ValueError(f"stack_method must be one of {('auto',) + STACK_METHODS}; got {self.stack_method!r}")
-        y, checked = self._prepare(X, y, self.stack_method)
+        y, checked = self._prepare(X, y, self.stack_method, sample_weight, fit_params)
         final = self._check_final("classifier", is_classifier)
         sample_weight = self._check_sample_weight(sample_weight, X)
         classes, y_classes, y_codes, present = encode_classes(y, checked.names, checked.members, checked.prefit)
@@ -430,7 +437,7 @@ class StackClassifier(ClassifierMixin, _BaseStack):
         """
         check_is_fitted(self)
         names = self._active_names()
-        others = [n for n, est in zip(names, self.estimators_) if not isinstance(est, KerasMember)]
+        others = [n for n, est in zip(names, self.estimators_) if not getattr(kind_of(est), "fuses_to_keras", False)]
         if others:
             raise ValueError(f"to_keras() needs Keras members only; not Keras: {others}")
         methods = {n: m for n, m in zip(names, self.stack_method_) if m != "predict_proba"}
@@ -506,7 +513,7 @@ class StackRegressor(RegressorMixin, _BaseStack):
         -------
         self : StackRegressor
         """
-        y, checked = self._prepare(X, y, "predict")
+        y, checked = self._prepare(X, y, "predict", sample_weight, fit_params)
         final = self._check_final("regressor", is_regressor)
         sample_weight = self._check_sample_weight(sample_weight, X)
         return self._fit_stack(X, y, checked, final, sample_weight, fit_params, lambda est, prefit: None)

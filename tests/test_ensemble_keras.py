@@ -255,3 +255,23 @@ def test_diversity_and_keras_regressors(digits, models):
     assert blend.predict(Xv).shape == (1000,) and blend.weights_[1] > 0.9  # the untrained Keras model is noise
     keras_only = BlendRegressor([reg, models["is_seven"]], weights=[1, 3]).fit(Xv, target)
     np.testing.assert_allclose(keras_only.to_keras().predict(Xv, verbose=0)[:, 0], keras_only.predict(Xv), atol=1e-5)
+
+
+def test_keras_is_a_registered_member_kind_with_unchanged_cache_keys(models, digits):
+    from zoo.models import weights_digest
+
+    from ensemble import kind_of
+    from ensemble.kinds import keras_weights_digest
+
+    model = models["mlp"]
+    kind = kind_of(model)
+    assert kind.name == "keras" and kind.fuses_to_keras
+    member = kind.wrap(model)
+    assert isinstance(member, KerasMember) and kind_of(member) is kind and member.default_name() == "mlp"
+    assert kind_of(keras.layers.Dense(3)) is None  # a layer is not a model
+    # the weights digest is the zoo's, byte for byte: fingerprints (cache keys) of Keras members did not change
+    assert keras_weights_digest(model) == weights_digest(model)
+    assert member.fingerprint() != kind.wrap(models["cnn"]).fingerprint()
+    _, _, Xv, yv = digits
+    with pytest.raises(ValueError, match="Member 'mlp': the Keras model 'mlp' takes uint8 inputs"):
+        BlendClassifier([model]).fit(Xv / 255.0, yv)

@@ -5,6 +5,7 @@ Each feature is compared with scikit-learn's own estimator on its small datasets
 feature names (prefixed with our class names, as scikit-learn prefixes with its own).
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -38,6 +39,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from xgboost import XGBClassifier
+
+from ensemble import _members
 
 from ensemble import (
     BlendClassifier,
@@ -321,6 +324,62 @@ def test_sample_weight_unsupported_member_fails_before_fitting(iris):
         BlendClassifier(classifiers()).fit(X, y, groups=np.ones(150))
 
 
+class NoWeightNoPredict(LogisticRegression):
+    """scikit-learn's NoWeightClassifier: fit without sample_weight, and no predict methods."""
+
+    def fit(self, X, y):
+        return super().fit(X, y)
+
+    def __getattribute__(self, name):
+        if name in ("predict_proba", "decision_function", "predict"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_member_errors_have_scikit_learn_types_and_words(iris):
+    X, y = iris
+    # a member without the method the stack needs: ValueError, scikit-learn's words (and the member's name)
+    for cls in (StackingClassifier, StackClassifier):
+        with pytest.raises(ValueError, match=r"does not implement the method predict_proba") as exc:
+            cls([("svc", LinearSVC())], stack_method="predict_proba").fit(X, y)
+    assert "'svc' (LinearSVC)" in str(exc.value)
+    # a member that takes no sample weights is reported before its missing methods, as scikit-learn (which fits first)
+    for cls in (StackingClassifier, StackClassifier):
+        with pytest.raises(TypeError, match="does not support sample weight"):
+            cls([("lr", LogisticRegression()), ("cor", NoWeightNoPredict())]).fit(X, y, sample_weight=np.ones(150))
+    # metadata without routing: scikit-learn's ValueError, before the members are even looked at
+    for ours, theirs in ((BlendClassifier, VotingClassifier), (StackClassifier, StackingClassifier),
+                         (BlendRegressor, VotingRegressor), (StackRegressor, StackingRegressor)):
+        with pytest.raises(ValueError, match="is only supported if enable_metadata_routing=True"):
+            theirs(["clf", LogisticRegression()]).fit(X[:3], [1, 2, 3], sample_weight=[1, 1, 1], metadata="a")
+        with pytest.raises(ValueError, match="is only supported if enable_metadata_routing=True"):
+            ours(["clf", LogisticRegression()]).fit(X[:3], [1, 2, 3], sample_weight=[1, 1, 1], metadata="a")
+
+
+class NoFeatureCount(LogisticRegression):
+    """A member without n_features_in_ (scikit-learn's #17353)."""
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        del self.n_features_in_
+        return self
+
+
+@pytest.mark.parametrize("cls", [StackClassifier, BlendClassifier])
+def test_n_features_in_of_stacks_as_scikit_learn(iris, cls):
+    X, y = iris
+    stack = cls([("lr", NoFeatureCount())], cv=3)
+    with pytest.raises(AttributeError, match=f"^{cls.__name__} object has no attribute n_features_in_"):
+        stack.n_features_in_
+    assert not hasattr(stack, "n_features_in_")
+    stack.fit(X, y)
+    assert stack.n_features_in_ == 4  # recorded from X (README: Differences from scikit-learn)
+    with pytest.raises(AttributeError, match="'NoFeatureCount' object has no attribute 'n_features_in_'"):
+        StackingClassifier([("lr", NoFeatureCount())], cv=3).fit(X, y).n_features_in_  # taken from the members
+    with pytest.raises(AttributeError, match=f"^'{cls.__name__}' object has no attribute 'nothing'$"):
+        stack.nothing
+
+
 @pytest.mark.parametrize("method", ["slsqp", "nnls", "caruana"])
 def test_learned_weights_with_integer_sample_weights_equal_repeated_samples(digits, method):
     X, y = digits
@@ -397,13 +456,28 @@ def test_decision_function_follows_the_final_estimator(iris):
     assert hasattr(StackClassifier(classifiers()), "decision_function")
 
 
-def test_verbose_reports_each_member_fit(iris, capsys):
+def test_verbose_prints_member_fits_as_scikit_learn_and_shows_progress_bars(iris, capsys, monkeypatch):
     X, y = iris
+    # scikit-learn's own test_voting_verbose pattern, stdout exactly two lines
+    pattern = r"\[Voting\].*\(1 of 2\) Processing lr, total=.*\n\[Voting\].*\(2 of 2\) Processing tree, total=.*\n$"
+    VotingClassifier(classifiers()[:2], verbose=True).fit(X, y)
+    assert re.match(pattern, capsys.readouterr().out)
     BlendClassifier(classifiers()[:2], verbose=1).fit(X, y)
-    out = capsys.readouterr().out
-    assert "[BlendClassifier]" in out and "(1 of 2) Processing lr" in out and "(2 of 2) Processing tree" in out
-    BlendClassifier(classifiers()[:2]).fit(X, y)
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert re.match(pattern, captured.out)
+    assert captured.err == ""  # bars show only for steps longer than PROGRESS_DELAY seconds
+    StackRegressor(regressors()[:1], cv=3, verbose=1).fit(X, y)
+    assert re.match(r"\[Stacking\].*\(1 of 1\) Processing ridge, total=", capsys.readouterr().out)
+
+    monkeypatch.setattr(_members, "PROGRESS_DELAY", 0)
+    blend = BlendClassifier(classifiers()[:2], method="slsqp", cv=3, verbose=1).fit(X, y)
+    err = capsys.readouterr().err
+    assert "fitting members, out-of-fold predictions:" in err and "0/4 [" in err  # two fits, two cross_val_predict
+    blend.predict_proba(X)
+    assert "members' predict_proba" in capsys.readouterr().err
+    for quiet in (BlendClassifier(classifiers()[:2], method="slsqp", cv=3), StackClassifier(classifiers()[:2], cv=3)):
+        quiet.fit(X, y).predict_proba(X)
+        assert capsys.readouterr() == ("", "")
 
 
 class ReturnsNothing(LogisticRegression):
