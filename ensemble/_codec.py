@@ -3,21 +3,27 @@
 Values become JSON: scalars as they are, arrays inline (small, finite) or as
 ``.npy`` files, containers tagged (``{"$tuple": [...]}``). Objects become
 *parts*, written once each even when referenced twice (``estimators`` and
-``estimators_`` share their prefit members):
+``estimators_`` share their prefit members). Part kinds are registered in
+:mod:`ensemble.parts` (the encoder is the parts' *writer*, the decoder their
+*reader*); this module registers the built-in ones, tried after those of
+plug-ins (``zoo`` registers ``zoo`` and ``zoo_build``: a shipped zoo entry by
+name and weights sha256, or builder, hyperparameters and ``.weights.h5``):
 
 ====================  ===============================================================
 kind                  stored as
 ====================  ===============================================================
-``zoo``               a shipped zoo entry by name and weights sha256 (nothing written)
-``zoo_build``         builder and hyperparameters from code, ``.weights.h5`` (+ vocabulary)
 ``keras``             a ``.keras`` file, loaded with ``safe_mode=True``
 ``keras_member``      a :class:`KerasMember` around a Keras part
 ``frozen``            a ``FrozenEstimator`` around a part
 ``xgboost``           XGBoost's own UBJSON model file
 ``pipeline``          a ``Pipeline`` holding a Keras or XGBoost step: one part per step
-``skops``             any other scikit-learn object (``ZooClassifier`` included: its state is
-                      builder, hyperparameters and weight arrays), with ``skops.io`` and an allow-list
+``skops``             any other scikit-learn object, with ``skops.io`` and an allow-list
+                      (:data:`TRUSTED_TYPES` and the types plug-ins register)
 ====================  ===============================================================
+
+A manifest that names a kind nobody registered loads the plug-ins once
+(:func:`ensemble.parts.get_part`); so does a skops file holding types outside
+the allow-list, before it is refused.
 
 Nothing here unpickles: every file is opened by a format that cannot run code
 (``.npy`` without pickle, HDF5 weights, safe-mode ``.keras``, XGBoost JSON)
@@ -41,6 +47,8 @@ import numpy as np
 
 from ensemble._keras import KerasMember, is_keras_model
 from ensemble._trees import TREE_TYPE, check_trees
+from ensemble.parts import get_part, part_for, register_part, registered_parts, trusted_types
+from ensemble.plugins import load_plugins
 
 _INLINE_ARRAY = 4096  # larger (or non-finite) arrays go to .npy files
 _MAX_ITEMSIZE = 1 << 16  # bytes per element of an inline string array
@@ -49,17 +57,14 @@ _MAX_BATCH = 1 << 20  # largest batch_size of a Keras member
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 # Types and functions trusted by ensemble.load beyond skops' own defaults (scikit-learn's
-# estimators, NumPy and SciPy containers). Functions are listed one by one on purpose.
+# estimators, NumPy and SciPy containers), besides those plug-ins register for their own
+# estimators (ensemble.parts.register_trusted_types). Functions are listed one by one on purpose.
 # scikit-learn's decision-tree structure (``sklearn.tree._tree.Tree``) is accepted too, but only
 # because every loaded tree's node arrays are checked before use (ensemble._trees); the other
 # structures that skops calls memory-unsafe (TreePredictor, KDTree, BallTree) are not listed:
 # loading them needs trusted=[...].
 TRUSTED_TYPES = (
     "ensemble.preprocessing.Flatten",
-    "zoo.estimator.ZooClassifier",  # restores its model from builder code and weight arrays
-    "zoo.nbsvm.NBSVMClassifier",  # a compressed JSON vocabulary and weight arrays
-    "zoo.nbsvm.NBMLPClassifier",
-
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
     "sklearn._loss.loss.HalfSquaredError",
@@ -84,7 +89,7 @@ class UntrustedTypesError(ValueError):
 
 
 class Encoder:
-    """Turns values into JSON and files under ``folder``; ``files`` maps file name to role."""
+    """Turns values into JSON and files under ``folder`` (the parts' writer); ``files`` lists the files written."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -92,8 +97,12 @@ class Encoder:
         self.parts: list[dict] = []
         self._memo: dict[int, int] = {}
         self._keep = []  # keep encoded objects alive so their ids stay unique
+        self.hint = "value"  # where the part being encoded sits (e.g. estimators_.cnn): for file names and messages
 
-    def _file(self, stem: str, suffix: str) -> tuple[str, Path]:
+    def file(self, stem: str, suffix: str) -> tuple[str, Path]:
+        """A new file for a part to write: its bare name (for the record) and its path in the folder."""
+        if not isinstance(suffix, str) or not re.fullmatch(r"(\.[A-Za-z0-9_-]{1,16}){1,3}", suffix):
+            raise ValueError(f"a part file's suffix is like '.npy' or '.weights.h5', not {str(suffix)[:40]!r}")
         base = _SAFE_NAME.sub("_", stem)[:60] or "part"
         name = f"{len(self.files):03d}-{base}{suffix}"
         self.files.append(name)
@@ -135,7 +144,7 @@ class Encoder:
             raise TypeError(f"cannot save an array of dtype {a.dtype} in {hint}")
         if a.size <= _INLINE_ARRAY and (a.dtype.kind != "f" or np.isfinite(a).all()):
             return {"$ndarray": {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}}
-        name, path = self._file(hint, ".npy")
+        name, path = self.file(hint, ".npy")
         np.save(path, a, allow_pickle=False)
         return {"$npy": name}
 
@@ -151,63 +160,123 @@ class Encoder:
         return self._memo[key]
 
     def _record(self, obj, hint):
-        from sklearn.frozen import FrozenEstimator
-        from sklearn.pipeline import Pipeline
-
-        if isinstance(obj, KerasMember):
-            return {"kind": "keras_member", "model": self.value(obj.model, hint), "classes": self.value(obj.classes, hint),
-                    "batch_size": obj.batch_size, "task": obj.task}
-        if is_keras_model(obj):
-            return self._keras(obj, hint)
-        if isinstance(obj, FrozenEstimator):
-            return {"kind": "frozen", "estimator": self.value(obj.estimator, hint)}
-        if _is_xgboost(obj):
-            return self._xgboost(obj, hint)
-        if isinstance(obj, Pipeline) and _needs_split(obj):
-            steps = [[name, self.value(step, f"{hint}.{name}")] for name, step in obj.steps]
-            return {"kind": "pipeline", "steps": steps, "verbose": bool(obj.verbose)}
-        if _needs_split(obj):
-            raise TypeError(
-                f"cannot save {hint}: a {type(obj).__name__} holding Keras or XGBoost models; "
-                "use them directly or as steps of a Pipeline"
-            )
-        if not hasattr(obj, "get_params"):
+        part = part_for(obj)
+        if part is None:
             raise TypeError(f"cannot save {hint}: {type(obj).__name__} is not an estimator, a model or plain data")
-        import skops.io
+        outer, self.hint = self.hint, hint
+        try:
+            record = part.encode(obj, self)
+        finally:
+            self.hint = outer
+        if not isinstance(record, dict):
+            raise TypeError(f"the {part.kind!r} part of {hint} encoded to {type(record).__name__}, not a dict")
+        return {"kind": part.kind, **{k: v for k, v in record.items() if k != "kind"}}
 
-        name, path = self._file(hint, ".skops")
-        skops.io.dump(obj, path)
-        return {"kind": "skops", "file": name, "class": _qualname(type(obj))}
 
-    def _keras(self, model, hint):
-        from zoo.models import provenance
+# --------------------------------------------------------------------------- built-in kinds
 
-        origin = provenance(model)
-        if origin is not None and origin["pretrained"] and origin["unchanged"] and _is_shipped(origin["registry"]):
-            entry = origin["entry"]
-            return {"kind": "zoo", "name": origin["name"], "weights_sha256": entry["weights"]["sha256"]}
-        if origin is not None:
-            entry = origin["entry"]
-            name, path = self._file(hint, ".weights.h5")
-            model.save_weights(path)
-            record = {"kind": "zoo_build", "zoo_name": origin["name"], "builder": entry["builder"],
-                      "params": self.value(entry["params"], hint), "weights": name}
-            if origin["vocabulary"] is not None:
-                vocab, vpath = self._file(hint, ".vocab.txt")
-                vpath.write_text("".join(f"{token}\n" for token in origin["vocabulary"]), encoding="utf-8")
-                record["vocabulary"] = vocab
-            return record
-        name, path = self._file(hint, ".keras")
-        model.save(path)
-        return {"kind": "keras", "file": name}
 
-    def _xgboost(self, model, hint):
-        params = {k: v for k, v in model.get_params().items() if _is_plain(v)}
-        record = {"kind": "xgboost", "class": _qualname(type(model)), "file": None, "params": params}
-        if _xgboost_fitted(model):  # unfitted models (an ensemble's templates) are their parameters
-            record["file"], path = self._file(hint, ".ubj")
-            model.save_model(path)
-        return record
+def _encode_keras_member(obj, writer):
+    return {"model": writer.value(obj.model, writer.hint), "classes": writer.value(obj.classes, writer.hint),
+            "batch_size": obj.batch_size, "task": obj.task}
+
+
+def _decode_keras_member(record, reader):
+    batch_size, task = record["batch_size"], record["task"]
+    if type(batch_size) is not int or not 1 <= batch_size <= _MAX_BATCH:
+        raise ValueError(f"a Keras member has batch_size {str(batch_size)[:40]!r}; expected a whole number from 1 to {_MAX_BATCH}")
+    if task not in ("classification", "regression"):
+        raise ValueError(f"a Keras member has task {str(task)[:40]!r}; expected 'classification' or 'regression'")
+    return KerasMember(reader.value(record["model"]), classes=reader.value(record["classes"]), batch_size=batch_size, task=task)
+
+
+def _encode_keras(model, writer):
+    name, path = writer.file(writer.hint, ".keras")
+    model.save(path)
+    return {"file": name}
+
+
+def _decode_keras(record, reader):
+    import keras
+
+    try:
+        return keras.saving.load_model(reader.path(record["file"]), compile=False, safe_mode=True)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged or hostile .keras file
+        raise ValueError(f"{record['file']} is not a loadable .keras file ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _is_frozen(obj) -> bool:
+    from sklearn.frozen import FrozenEstimator
+
+    return isinstance(obj, FrozenEstimator)
+
+
+def _decode_frozen(record, reader):
+    from sklearn.frozen import FrozenEstimator
+
+    return FrozenEstimator(reader.value(record["estimator"]))
+
+
+def _encode_xgboost(model, writer):
+    params = {k: v for k, v in model.get_params().items() if _is_plain(v)}
+    record = {"class": _qualname(type(model)), "file": None, "params": params}
+    if _xgboost_fitted(model):  # unfitted models (an ensemble's templates) are their parameters
+        record["file"], path = writer.file(writer.hint, ".ubj")
+        model.save_model(path)
+    return record
+
+
+def _decode_xgboost(record, reader):
+    return _xgboost(record, None if record.get("file") is None else reader.path(record["file"]))
+
+
+def _is_split_pipeline(obj) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    return isinstance(obj, Pipeline) and _needs_split(obj)
+
+
+def _encode_pipeline(obj, writer):
+    return {"steps": [[name, writer.value(step, f"{writer.hint}.{name}")] for name, step in obj.steps], "verbose": bool(obj.verbose)}
+
+
+def _decode_pipeline(record, reader):
+    from sklearn.pipeline import Pipeline
+
+    steps = record["steps"]
+    if not isinstance(steps, list) or not all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) for s in steps):
+        raise ValueError("a pipeline's steps in the manifest are not [name, value] pairs")
+    return Pipeline([(name, reader.value(step)) for name, step in steps], verbose=record.get("verbose") is True)
+
+
+def _encode_skops(obj, writer):
+    if _needs_split(obj):
+        raise TypeError(
+            f"cannot save {writer.hint}: a {type(obj).__name__} holding models that skops cannot hold (Keras, XGBoost, plug-in parts); "
+            "use them directly or as steps of a Pipeline"
+        )
+    import skops.io
+
+    name, path = writer.file(writer.hint, ".skops")
+    skops.io.dump(obj, path)
+    return {"file": name, "class": _qualname(type(obj))}
+
+
+def _decode_skops(record, reader):
+    return read_skops(reader.path(record["file"]).read_bytes(), record["file"], reader.trusted)
+
+
+# kinds that hold other parts, or hold anything skops can: the others (Keras, XGBoost, plug-in
+# kinds) are what a scikit-learn object saved whole by skops must not contain
+_STRUCTURAL = ("frozen", "pipeline", "skops")
+
+register_part("keras_member", lambda o: isinstance(o, KerasMember), _encode_keras_member, _decode_keras_member, fallback=True)
+register_part("keras", is_keras_model, _encode_keras, _decode_keras, packages=("keras",), fallback=True)
+register_part("frozen", _is_frozen, lambda o, w: {"estimator": w.value(o.estimator, w.hint)}, _decode_frozen, fallback=True)
+register_part("xgboost", lambda o: _is_xgboost(o), _encode_xgboost, _decode_xgboost, packages=("xgboost",), fallback=True)
+register_part("pipeline", _is_split_pipeline, _encode_pipeline, _decode_pipeline, fallback=True)
+register_part("skops", lambda o: hasattr(o, "get_params"), _encode_skops, _decode_skops,
+              packages=("skops",), fallback=True)
 
 
 def _xgboost_fitted(model) -> bool:
@@ -230,18 +299,9 @@ def _is_xgboost(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "xgboost" and hasattr(obj, "save_model")
 
 
-def _is_shipped(registry) -> bool:
-    from zoo.registry import Registry
-
-    try:
-        return Path(registry.path).resolve() == Registry().path.resolve()
-    except Exception:  # no shipped registry found: nothing is shipped
-        return False
-
-
 def _needs_split(obj) -> bool:
-    """Whether ``obj`` is or holds (as a parameter, recursively) a Keras or XGBoost model."""
-    if is_keras_model(obj) or _is_xgboost(obj) or isinstance(obj, KerasMember):
+    """Whether ``obj`` is or holds (as a parameter, recursively) a part skops cannot hold (Keras, XGBoost, plug-in kinds)."""
+    if any(part.match(obj) for part in registered_parts() if part.kind not in _STRUCTURAL):
         return True
     if not hasattr(obj, "get_params") or isinstance(obj, type):
         return False
@@ -260,7 +320,7 @@ def _needs_split(obj) -> bool:
 
 
 class Decoder:
-    """Rebuilds values from JSON and files already checked against the manifest."""
+    """Rebuilds values from JSON and files already checked against the manifest (the parts' reader)."""
 
     def __init__(self, folder: Path, parts: list, files: set, trusted=()):
         self.folder = Path(folder)
@@ -271,11 +331,13 @@ class Decoder:
         self._building: set[int] = set()
 
     def path(self, name) -> Path:
+        """The path of the file ``name`` of the bundle: only names the manifest lists (sha256 checked)."""
         if not isinstance(name, str) or name not in self.files:
             raise ValueError(f"the manifest refers to {name!r}, which is not one of its verified files")
         return self.folder / name
 
     def value(self, doc, depth: int = 0):
+        """The value the JSON ``doc`` encodes (parts are rebuilt once each)."""
         if depth > _MAX_NESTING:
             raise ValueError(f"the manifest nests values more than {_MAX_NESTING} deep")
         if doc is None or isinstance(doc, (bool, int, float, str)):
@@ -329,50 +391,7 @@ class Decoder:
         return self._built[index]
 
     def _build(self, record):
-        kind = record.get("kind")
-        if kind == "keras_member":
-            batch_size, task = record["batch_size"], record["task"]
-            if type(batch_size) is not int or not 1 <= batch_size <= _MAX_BATCH:
-                raise ValueError(f"a Keras member has batch_size {str(batch_size)[:40]!r}; expected a whole number from 1 to {_MAX_BATCH}")
-            if task not in ("classification", "regression"):
-                raise ValueError(f"a Keras member has task {str(task)[:40]!r}; expected 'classification' or 'regression'")
-            return KerasMember(self.value(record["model"]), classes=self.value(record["classes"]), batch_size=batch_size, task=task)
-        if kind == "zoo":
-            return _zoo_reference(record)
-        if kind == "zoo_build":
-            return self._zoo_build(record)
-        if kind == "keras":
-            import keras
-
-            try:
-                return keras.saving.load_model(self.path(record["file"]), compile=False, safe_mode=True)
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged or hostile .keras file
-                raise ValueError(f"{record['file']} is not a loadable .keras file ({type(exc).__name__}: {str(exc)[:200]})") from None
-        if kind == "frozen":
-            from sklearn.frozen import FrozenEstimator
-
-            return FrozenEstimator(self.value(record["estimator"]))
-        if kind == "xgboost":
-            return _xgboost(record, None if record.get("file") is None else self.path(record["file"]))
-        if kind == "pipeline":
-            from sklearn.pipeline import Pipeline
-
-            steps = record["steps"]
-            if not isinstance(steps, list) or not all(isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) for s in steps):
-                raise ValueError("a pipeline's steps in the manifest are not [name, value] pairs")
-            return Pipeline([(name, self.value(step)) for name, step in steps], verbose=record.get("verbose") is True)
-        if kind == "skops":
-            return self._skops(record)
-        raise ValueError(f"unknown part kind {str(kind)[:40]!r} in the manifest")
-
-    def _zoo_build(self, record):
-        from zoo.models import build_with_weights, read_vocabulary
-
-        vocabulary = read_vocabulary(self.path(record["vocabulary"])) if "vocabulary" in record else None
-        return build_with_weights(record["builder"], self.value(record["params"]), self.path(record["weights"]), vocabulary=vocabulary)
-
-    def _skops(self, record):
-        return read_skops(self.path(record["file"]).read_bytes(), record["file"], self.trusted)
+        return get_part(record.get("kind")).decode(record, self)
 
 
 def read_skops(data: bytes, where: str, trusted=()):
@@ -381,7 +400,8 @@ def read_skops(data: bytes, where: str, trusted=()):
     Raises
     ------
     UntrustedTypesError
-        The file holds types outside :data:`TRUSTED_TYPES` and ``trusted``.
+        The file holds types outside :data:`TRUSTED_TYPES`, those plug-ins
+        trust (:func:`ensemble.parts.register_trusted_types`) and ``trusted``.
     ValueError
         The bytes are not a skops file, or a decision tree in it is malformed.
     """
@@ -391,8 +411,10 @@ def read_skops(data: bytes, where: str, trusted=()):
         types = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # not a skops file (a zip with a schema): every failure means the same
         raise ValueError(f"{where} is not a readable skops file ({type(exc).__name__}: {exc})") from None
-    accepted = {*TRUSTED_TYPES, TREE_TYPE, *trusted}
-    untrusted = [t for t in types if t not in accepted]
+    untrusted = [t for t in types if t not in {*TRUSTED_TYPES, TREE_TYPE, *trusted_types(), *trusted}]
+    if untrusted:  # a plug-in not imported yet may trust them
+        load_plugins()
+        untrusted = [t for t in untrusted if t not in trusted_types()]
     if untrusted:
         raise UntrustedTypesError(
             f"{where} holds types that are not trusted: {', '.join(untrusted)}; if you trust "
@@ -425,18 +447,6 @@ def _inline_array(body) -> np.ndarray:
 
 def _bad(doc):
     raise ValueError(f"malformed value in the manifest: {json.dumps(doc)[:80]}")
-
-
-def _zoo_reference(record):
-    import zoo
-
-    name, sha = record["name"], record["weights_sha256"]
-    if name not in zoo.Registry():
-        raise ValueError(f"zoo model {name!r} is not in this installation's registry")
-    now = zoo.info(name)["weights"]["sha256"]
-    if now != sha:
-        raise ValueError(f"zoo model {name!r} has weights sha256 {now[:12]}…, not the saved {sha[:12]}…; refit the ensemble")
-    return zoo.load(name)  # checks the weight file against the registry
 
 
 def _xgboost(record, path):

@@ -12,7 +12,9 @@ process once their chunk is done (they stay in the file system's cache,
 which the kernel frees as needed), and the output goes to a ``.npy`` file
 written chunk by chunk, under a temporary name renamed into place at the end
 (an error leaves no partial file). :func:`data_hash` hashes an input the same
-way, chunk by chunk; the prediction cache keys outputs with it.
+way, chunk by chunk; the prediction cache keys outputs with it. The reading by
+rows and the digest live in the neutral :mod:`kze.data` (``zoo`` uses the same
+digest); this module adds text files, data frames and predictions.
 
 Text files follow one rule, here and wherever the package or ``zoo`` reads
 reviews from a file (``zoo predict``, ``ensemble evaluate --x``): one review
@@ -29,20 +31,15 @@ always a mistake (a review cut in two, a stray blank line) better fixed at
 its source. Undecodable UTF-8 is refused the same way, naming its line.
 """
 
-import hashlib
-import mmap
 import os
 import sys
 
 import numpy as np
 
 from ensemble._keras import KerasMember, is_keras_model
+from kze.data import DEFAULT_CHUNK_SIZE, check_chunk_size, data_hash, num_rows, row_chunks
 
 __all__ = ["TextLines", "data_hash", "iter_chunks", "open_input", "predict_chunked", "read_lines"]
-
-DEFAULT_CHUNK_SIZE = 10_000
-_HASH_CHUNK_BYTES = 16 << 20  # rows hashed at a time: about 16 MiB
-_HASH_FORMAT = b"ensemble-data-v1\0"
 
 
 class TextLines:
@@ -82,6 +79,17 @@ class TextLines:
     @property
     def shape(self):
         return (self._n,)
+
+    def row_chunks(self, size):
+        """Yield the lines as 1-D object arrays of at most ``size`` strings, in order (read from the file each time).
+
+        Raises
+        ------
+        ValueError
+            The file no longer has the number of lines counted when it was opened.
+        """
+        for lines in self._batches(size, self._n):
+            yield np.array(lines, dtype=object)
 
     def _batches(self, size, expected=None):
         """Lists of at most ``size`` lines, in order; a ``ValueError`` unless there are ``expected`` lines."""
@@ -166,77 +174,13 @@ def iter_chunks(X, chunk_size=DEFAULT_CHUNK_SIZE):
     Chunks are NumPy arrays (slices of a data frame for a data frame);
     lines of text come as 1-D object arrays of strings.
     """
-    chunk_size = _check_chunk_size(chunk_size)
-    if isinstance(X, TextLines):
-        start = 0
-        for lines in X._batches(chunk_size, len(X)):
-            yield start, start + len(lines), np.array(lines, dtype=object)
-            start += len(lines)
+    if not hasattr(X, "iloc"):
+        yield from row_chunks(X, chunk_size)  # arrays, memory maps, Dask arrays, TextLines, sequences
         return
-    n = _num_rows(X)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        if hasattr(X, "iloc"):  # a data frame: rows, columns kept
-            yield start, stop, X.iloc[start:stop]
-            continue
-        part = X[start:stop]
-        if _is_dask_array(part):
-            part = part.compute()
-        yield start, stop, np.asarray(part)
-        _release(X)
-
-
-def data_hash(X, *, chunk_size=None):
-    """sha256 (hex) of ``X``'s type, shape and values, computed chunk by chunk.
-
-    Never holds more than a chunk of ``X``: the same digest for an array in
-    memory, the same array memory-mapped, as a Dask array or, for text, as
-    a :class:`TextLines`, and for any ``chunk_size``.
-
-    Parameters
-    ----------
-    X : ndarray, numpy.memmap, dask array or TextLines
-        Numbers, booleans, fixed-width strings, or an object array of
-        ``str``/``bytes`` (raw text).
-    chunk_size : int, default=None
-        Rows hashed at a time (default: about 16 MiB of them).
-
-    Raises
-    ------
-    TypeError
-        For other inputs (lists, data frames, sparse matrices, object
-        arrays of other things); hash those another way.
-    """
-    text = isinstance(X, TextLines) or getattr(X, "dtype", None) == object
-    if not (text or isinstance(X, np.ndarray) or _is_dask_array(X)):
-        raise TypeError(f"data_hash takes arrays and TextLines, not {type(X).__name__}")
-    dtype = np.dtype(object) if isinstance(X, TextLines) else np.dtype(X.dtype)
-    if not text and dtype.kind not in "biufcUSmM":
-        raise TypeError(f"data_hash cannot hash arrays of dtype {dtype}")
-    shape = tuple(int(s) for s in X.shape)
-    if chunk_size is None:
-        row_bytes = max(1, dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
-        chunk_size = DEFAULT_CHUNK_SIZE if text else max(1, _HASH_CHUNK_BYTES // row_bytes)
-    digest = hashlib.sha256(_HASH_FORMAT)
-    digest.update(f"{'text' if text else 'array'}\0{dtype.str}\0{shape}\0".encode())
-    for _, _, chunk in iter_chunks(X, chunk_size):
-        if text:
-            _update_text(digest, chunk)
-        else:
-            digest.update(memoryview(np.ascontiguousarray(chunk)).cast("B"))
-    return digest.hexdigest()
-
-
-def _update_text(digest, chunk):
-    for item in chunk.flat:
-        if isinstance(item, str):
-            data = b"s" + item.encode("utf-8", "surrogatepass")
-        elif isinstance(item, bytes):
-            data = b"b" + item
-        else:
-            raise TypeError(f"data_hash hashes object arrays of str or bytes, not {type(item).__name__}")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
+    chunk_size = check_chunk_size(chunk_size)
+    n = num_rows(X)
+    for start in range(0, n, chunk_size):  # a data frame: rows, columns kept
+        yield start, min(start + chunk_size, n), X.iloc[start:start + chunk_size]
 
 
 def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_CHUNK_SIZE, out=None, progress=None):
@@ -271,7 +215,7 @@ def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_
         the written file opened memory-mapped (read-only).
     """
     X = open_input(X)
-    n = _num_rows(X)
+    n = num_rows(X)
     if n == 0:
         raise ValueError("X has no rows to predict")
     if is_keras_model(estimator):
@@ -330,35 +274,3 @@ def _open_npy(path, shape, dtype):
     fh = open(path, "r+b")  # noqa: SIM115 (closed by the caller)
     fh.seek(offset)
     return fh
-
-
-def _check_chunk_size(chunk_size):
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    return int(chunk_size)
-
-
-def _num_rows(X):
-    shape = getattr(X, "shape", None)
-    if shape is not None:
-        if len(shape) == 0:
-            raise ValueError("X is a single value (a 0-d array); expected one row per example")
-        if shape[0] is None or shape[0] != shape[0]:  # a Dask array of unknown length (nan)
-            raise ValueError("X has an unknown number of rows (a Dask array with unknown chunk sizes: call compute_chunk_sizes())")
-        return int(shape[0])
-    return len(X)
-
-
-def _is_dask_array(X):
-    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "compute") and hasattr(X, "chunks")
-
-
-def _release(X):
-    """Drop a read-only or shared memory map's pages from this process (they stay in the page cache)."""
-    mm = getattr(X, "_mmap", None)
-    if mm is None or getattr(X, "mode", "c") not in ("r", "r+", "w+") or not hasattr(mm, "madvise"):
-        return
-    try:
-        mm.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError):  # a closed map, or a platform without it: pages stay until the kernel needs them
-        pass

@@ -29,6 +29,14 @@ Decisions:
 - A save's temporary folder ``.tmp-<host>-<pid>-*`` is removed by the next
   save to the same folder once its process has ended (or after an hour, for
   another machine's), so a killed save leaves nothing behind for long.
+- Each ``format_version`` is read by its own reader (``_READERS``); a new
+  format adds a reader and keeps the old ones, so format 1 stays readable for
+  good, and a version newer than this package knows is a :class:`BundleError`
+  that says to upgrade.
+- Nothing here knows ``zoo``: the kinds of saved parts, the extra top-level
+  classes (``zoo.ZooClassifier``) and trusted types come from plug-ins
+  (:mod:`ensemble.parts`); a part kind names the packages whose versions the
+  bundle records, and load checks every recorded version that is installed.
 """
 
 from __future__ import annotations
@@ -44,11 +52,14 @@ import sys
 import tempfile
 import time
 import warnings
+from importlib import metadata as _metadata  # not `metadata`: save() takes a parameter of that name
 from pathlib import Path
 
 import numpy as np
 
 from ensemble._codec import Decoder, Encoder, UntrustedTypesError
+from ensemble.parts import MissingPartError, estimator_class, get_part, registered_estimators
+from ensemble.plugins import load_plugins
 from kze.files import locked, sha256_file
 
 __all__ = ["BundleError", "BundleVersionWarning", "UntrustedTypesError", "load", "read_manifest", "save"]
@@ -59,6 +70,7 @@ MANIFEST, POINTER = "manifest.json", "CURRENT"
 _VERSION_DIR = re.compile(r"^v-\d{20}-[0-9a-f]{8}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _STALE_TMP_S = 3600
+_DISTRIBUTION = "keras-zoo-ensemble"  # the distribution of this package, whose version a bundle records
 
 
 class BundleError(ValueError):
@@ -70,15 +82,12 @@ class BundleVersionWarning(UserWarning):
 
 
 def _classes():
+    """Class name -> class of what ``save`` saves: the ensembles, then the classes plug-ins registered."""
     from ensemble.blend import BlendClassifier, BlendRegressor
     from ensemble.stack import StackClassifier, StackRegressor
 
-    classes = [BlendClassifier, BlendRegressor, StackClassifier, StackRegressor]
-    with contextlib.suppress(ImportError, AttributeError):
-        import zoo.estimator
-
-        classes.append(zoo.estimator.ZooClassifier)
-    return {cls.__name__: cls for cls in classes}
+    classes = {cls.__name__: cls for cls in (BlendClassifier, BlendRegressor, StackClassifier, StackRegressor)}
+    return {**registered_estimators(), **classes}
 
 
 # --------------------------------------------------------------------------- save
@@ -89,8 +98,8 @@ def save(estimator, path, *, metadata=None):
 
     Parameters
     ----------
-    estimator : BlendClassifier, BlendRegressor, StackClassifier, StackRegressor or zoo.ZooClassifier
-        A fitted ensemble (or zoo estimator). Its members may be zoo models (saved by reference),
+    estimator : BlendClassifier, BlendRegressor, StackClassifier, StackRegressor, or a class a plug-in registered
+        A fitted ensemble (or, e.g., a ``zoo.ZooClassifier``). Its members may be zoo models (saved by reference),
         other Keras models (``.keras``), scikit-learn estimators and pipelines
         (``skops``) and XGBoost models (XGBoost's own format).
     path : str or path-like
@@ -106,6 +115,7 @@ def save(estimator, path, *, metadata=None):
     """
     from sklearn.utils.validation import check_is_fitted
 
+    load_plugins()  # the kinds of parts and classes they provide, for what the estimator holds
     classes = _classes()
     if type(estimator).__name__ not in classes or type(estimator) is not classes[type(estimator).__name__]:
         raise TypeError(f"ensemble.save saves {', '.join(classes)}; got {type(estimator).__name__}")
@@ -185,24 +195,16 @@ def _json_safe(doc):
 
 
 def _versions(parts) -> dict:
+    """Versions of Python, the core libraries, this package and the packages its parts' kinds name."""
     import sklearn
 
-    import zoo
-
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scikit-learn": sklearn.__version__, "keras-zoo-ensemble": zoo.__version__}
-    kinds = {p["kind"] for p in parts}
-    if kinds & {"skops"}:
-        import skops
-
-        versions["skops"] = skops.__version__
-    if kinds & {"xgboost"}:
-        import xgboost
-
-        versions["xgboost"] = xgboost.__version__
-    if kinds & {"zoo", "zoo_build", "keras"}:
-        import keras
-
-        versions["keras"] = keras.__version__
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    with contextlib.suppress(_metadata.PackageNotFoundError):  # run from a source tree: not recorded
+        versions[_DISTRIBUTION] = _metadata.version(_DISTRIBUTION)
+    for kind in dict.fromkeys(p["kind"] for p in parts):
+        for package in get_part(kind).packages:
+            with contextlib.suppress(_metadata.PackageNotFoundError):
+                versions.setdefault(package, _metadata.version(package))
     return versions
 
 
@@ -295,12 +297,15 @@ def read_manifest(path) -> tuple[dict, Path]:
     version = doc.get("format_version")
     if type(version) is not int or version < 1:
         raise BundleError(f"{file} has format_version {str(version)[:40]!r}, which is not a format version (a whole number from 1)")
-    if version > FORMAT_VERSION:
-        raise BundleError(f"{file} has format_version {version}; this keras-zoo-ensemble reads up to {FORMAT_VERSION}: upgrade it")
-    for key, kind in (("class", str), ("params", dict), ("fitted", dict), ("parts", list), ("files", dict), ("versions", dict)):
-        if not isinstance(doc.get(key), kind):
-            raise BundleError(f"{file}: field {key!r} is missing or not a {kind.__name__}")
+    if version not in _READERS:
+        raise BundleError(f"{file} has format_version {version}; this keras-zoo-ensemble reads {_known_versions()}: upgrade it")
+    _READERS[version][0](doc, file)
     return doc, folder
+
+
+def _known_versions() -> str:
+    known = sorted(_READERS)
+    return f"format {known[0]}" if len(known) == 1 else f"formats {', '.join(map(str, known))}"
 
 
 def _version_folder(root: Path) -> Path:
@@ -370,12 +375,27 @@ def _was_pruned(root: Path, name: str) -> bool:
 
 def _load_once(root: Path, trusted):
     doc, folder = read_manifest(root)
+    return _READERS[doc["format_version"]][1](doc, folder, trusted)
+
+
+# --------------------------------------------------------------------------- format 1
+
+
+def _check_v1(doc: dict, file: Path) -> None:
+    """The fields of a format-1 manifest have their types."""
+    for key, kind in (("class", str), ("params", dict), ("fitted", dict), ("parts", list), ("files", dict), ("versions", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise BundleError(f"{file}: field {key!r} is missing or not a {kind.__name__}")
+
+
+def _read_v1(doc: dict, folder: Path, trusted):
+    """The estimator of a format-1 manifest: files checked, then versions, then values rebuilt."""
     files = _verify_files(doc, folder)
     _check_versions(doc)
-    classes = _classes()
-    cls = classes.get(doc["class"])
-    if cls is None:
-        raise BundleError(f"{doc['class']!r} is not a class ensemble.load restores ({', '.join(classes)})")
+    try:
+        cls = estimator_class(doc["class"], _classes())
+    except MissingPartError as exc:
+        raise BundleError(f"{folder}: {exc}") from None
     decoder = Decoder(folder, doc["parts"], files, trusted)
     try:
         # memory (the prediction-cache folder) is a setting of the machine, never of the file: a saved
@@ -388,6 +408,8 @@ def _load_once(root: Path, trusted):
             setattr(estimator, key, decoder.value(value))
     except (UntrustedTypesError, BundleError, FileNotFoundError):
         raise
+    except MissingPartError as exc:
+        raise BundleError(f"{folder}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError, OSError) as exc:
         # Every way a hand-edited manifest or a damaged part file can fail to rebuild is the same refusal.
         raise BundleError(f"{folder}: cannot rebuild the ensemble: {type(exc).__name__}: {str(exc)[:300]}") from exc
@@ -424,15 +446,16 @@ def _check_versions(doc: dict) -> None:
 
 
 def _installed_versions(saved) -> dict:
-    from importlib import metadata
-
+    """The installed versions of the libraries ``saved`` names (those not installed are left out)."""
     import sklearn
 
-    import zoo
-
-    now = {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "keras-zoo-ensemble": zoo.__version__}
-    for lib in ("skops", "xgboost", "keras"):
-        if lib in saved:
-            with contextlib.suppress(metadata.PackageNotFoundError):
-                now[lib] = metadata.version(lib)
+    now = {"numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    for lib in saved:
+        if lib not in now and lib != "python" and isinstance(lib, str):
+            with contextlib.suppress(_metadata.PackageNotFoundError, ValueError):
+                now[lib] = _metadata.version(lib)
     return now
+
+
+# format_version -> (check of the manifest's fields, reader); every format ever written stays here
+_READERS = {1: (_check_v1, _read_v1)}

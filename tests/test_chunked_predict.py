@@ -125,11 +125,15 @@ def test_chunk_wise_hash_equals_whole_array_hash(tmp_path, fashion):
     with pytest.raises(TypeError):
         data_hash(np.array([1, "1"], dtype=object))
 
-    # ensemble evaluate's data sha256 (recorded as fitted_on by earlier versions) is unchanged, now chunk by chunk
-    from ensemble.cli import _data_sha256
+    # the one data hash lives in the neutral kze.data; the pair form (inputs with labels) reads both chunk by chunk
+    import kze.data
 
     y = fashion[1]
-    assert _data_sha256(mapped, y) == hashlib.sha256(str(X.shape).encode() + X.tobytes() + y.astype(str).tobytes()).hexdigest()
+    assert data_hash is kze.data.data_hash
+    pair = kze.data.data_hash_pair(X, y)
+    assert pair == kze.data.data_hash_pair(mapped, list(y), chunk_size=7)
+    assert pair == hashlib.sha256(b"kze-data-pair-v1\0" + f"{whole}\0{data_hash(y)}\0".encode()).hexdigest()
+    assert pair != kze.data.data_hash_pair(X, (y + 1) % 10) and pair != kze.data.data_hash_pair(X[:, :, ::-1], y)
 
 
 def test_output_file_appears_atomically_and_never_partially(tmp_path, fashion):
