@@ -11,9 +11,12 @@ Design decisions:
   chosen (``matplotlib.use`` would change a notebook's), no figure is left in
   pyplot's registry to close, and a ``Figure`` saves itself with its own Agg
   canvas, with or without a display.
-* Writing the file is the caller's: ``fig.savefig`` in Python; the command
-  line writes it atomically with the project's atomic-write helper, so this
-  module writes nothing and imports neither ``zoo`` nor TensorFlow.
+* Building and writing are apart: ``fig.savefig`` in Python, or
+  :func:`save_figure`, which writes the file atomically with the project's
+  one atomic write (``kze.files.atomic_path``); :func:`check_figure_path`
+  refuses a path that could not be written, or without matplotlib, before a
+  long computation (the command line's ``--plot``). This module imports
+  neither ``zoo`` nor TensorFlow.
 * matplotlib (the ``plot`` extra) is imported when a figure is built, never
   by ``import ensemble``; without it the ``ImportError`` names the extra.
 """
@@ -22,10 +25,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["diversity_figure", "weights_figure"]
+__all__ = ["check_figure_path", "diversity_figure", "save_figure", "weights_figure"]
 
 _MISSING = "plotting needs matplotlib: pip install 'keras-zoo-ensemble[plot]'"
 
@@ -37,6 +41,40 @@ def _new_figure(width: float, height: float):
     except ImportError as exc:
         raise ImportError(_MISSING) from exc
     return Figure(figsize=(width, height))
+
+
+def check_figure_path(path) -> None:
+    """Refuse a figure path that :func:`save_figure` could not write, before anything is computed.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    ValueError
+        If the name is too long or its folder is missing, or its suffix is not
+        an image format matplotlib writes (``.png``, ``.svg``, ``.pdf``, ...).
+    """
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as exc:
+        raise ImportError(_MISSING) from exc
+    from kze.files import check_file_name
+
+    try:
+        check_file_name(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if Path(path).suffix.lstrip(".").lower() not in kinds:
+        raise ValueError(f"{path}: name the file with one of the image suffixes .{', .'.join(sorted(kinds))}")
+
+
+def save_figure(fig, path, *, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (a reader never sees half a file)."""
+    from kze.files import atomic_path
+
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".").lower())
 
 
 def weights_figure(names: Sequence[str], weights: Sequence[float], *, accuracies: Sequence[float] | None = None,
