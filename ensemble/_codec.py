@@ -14,6 +14,7 @@ kind                  stored as
 ====================  ===============================================================
 ``keras``             a ``.keras`` file, loaded with ``safe_mode=True``
 ``keras_member``      a :class:`KerasMember` around a Keras part
+``kind_member``       a member of a registered kind (:mod:`ensemble.kinds`) around a part
 ``frozen``            a ``FrozenEstimator`` around a part
 ``xgboost``           XGBoost's own UBJSON model file
 ``pipeline``          a ``Pipeline`` holding a Keras or XGBoost step: one part per step
@@ -47,7 +48,8 @@ import numpy as np
 
 from ensemble._keras import KerasMember, is_keras_model
 from ensemble._trees import TREE_TYPE, check_trees
-from ensemble.parts import get_part, part_for, register_part, registered_parts, trusted_types
+from ensemble.kinds import KindMember, member_kinds
+from ensemble.parts import MissingPartError, get_part, part_for, register_part, registered_parts, trusted_types
 from ensemble.plugins import load_plugins
 
 _INLINE_ARRAY = 4096  # larger (or non-finite) arrays go to .npy files
@@ -190,6 +192,28 @@ def _decode_keras_member(record, reader):
     return KerasMember(reader.value(record["model"]), classes=reader.value(record["classes"]), batch_size=batch_size, task=task)
 
 
+def _encode_kind_member(obj, writer):
+    return {"member_kind": obj.member_kind.name, "model": writer.value(obj.model, writer.hint), "task": obj.task}
+
+
+def _decode_kind_member(record, reader):
+    """A member of a registered kind: the kind by its name (plug-ins loaded once if nobody registered it), the model as a part."""
+    name, task = record["member_kind"], record["task"]
+    if task not in ("classification", "regression"):
+        raise ValueError(f"a member has task {str(task)[:40]!r}; expected 'classification' or 'regression'")
+    kind = _member_kind(name)
+    if kind is None:
+        load_plugins()
+        kind = _member_kind(name)
+    if kind is None:
+        raise MissingPartError(f"the bundle holds a member of kind {str(name)[:40]!r}, which nobody registered (ensemble.register_member_kind)")
+    return KindMember(reader.value(record["model"]), kind=kind, task=task)
+
+
+def _member_kind(name):
+    return next((k for k in member_kinds() if k.name == name), None)
+
+
 def _encode_keras(model, writer):
     name, path = writer.file(writer.hint, ".keras")
     model.save(path)
@@ -271,6 +295,7 @@ def _decode_skops(record, reader):
 _STRUCTURAL = ("frozen", "pipeline", "skops")
 
 register_part("keras_member", lambda o: isinstance(o, KerasMember), _encode_keras_member, _decode_keras_member, fallback=True)
+register_part("kind_member", lambda o: isinstance(o, KindMember), _encode_kind_member, _decode_kind_member, fallback=True)
 register_part("keras", is_keras_model, _encode_keras, _decode_keras, packages=("keras",), fallback=True)
 register_part("frozen", _is_frozen, lambda o, w: {"estimator": w.value(o.estimator, w.hint)}, _decode_frozen, fallback=True)
 register_part("xgboost", lambda o: _is_xgboost(o), _encode_xgboost, _decode_xgboost, packages=("xgboost",), fallback=True)

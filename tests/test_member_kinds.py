@@ -198,5 +198,50 @@ def test_unregistered_kind_is_not_a_member(digits):
         BlendClassifier([("near", near)]).fit(*valid)
 
 
-# test_toy_kind_round_trips_through_save_and_load: saving a registered kind (ensemble.save / load)
-# is added with the saved-part format of member kinds (the persistence session).
+def _encode_centroids(obj, writer):
+    name, path = writer.file("centroids", ".npz")
+    np.savez(path, centers=obj.centers, labels=obj.labels, scale=np.float64(obj.scale))
+    return {"file": name}
+
+
+def _decode_centroids(record, reader):
+    with np.load(reader.path(record["file"]), allow_pickle=False) as f:  # sha256 checked by the core first
+        model = Centroids(None, None, f["labels"], float(f["scale"]))
+        model.centers = f["centers"]
+    return model
+
+
+@pytest.fixture
+def centroids_part():
+    from ensemble.parts import register_part
+
+    register_part("test_centroids", lambda obj: isinstance(obj, Centroids), _encode_centroids, _decode_centroids)
+    yield
+    register_part("test_centroids", lambda obj: False, _encode_centroids, _decode_centroids)  # never matches again
+
+
+def test_toy_kind_round_trips_through_save_and_load(kind, centroids_part, digits, tmp_path):
+    """Adding a kind is one MemberKind and one register_part: blends and stacks of it save and load."""
+    from ensemble import load, save
+
+    train, valid, test = digits
+    (_, near), (_, far) = members(train)
+    Xt = test[0]
+    for estimator in (BlendClassifier([("near", near), ("far", far)], method="slsqp"),
+                      StackClassifier([("near", near), ("gnb", GaussianNB())], cv=3)):
+        estimator.fit(*valid)
+        save(estimator, tmp_path / type(estimator).__name__)
+        loaded = load(tmp_path / type(estimator).__name__)
+        np.testing.assert_allclose(loaded.predict_proba(Xt), estimator.predict_proba(Xt), rtol=0, atol=1e-12)
+        assert any(isinstance(m, KindMember) and m.member_kind is kind for m in _fitted_members(loaded))
+
+    manifest = next((tmp_path / "BlendClassifier").glob("*/manifest.json")).read_text()
+    assert '"test_centroids"' in manifest and '"kind_member"' in manifest
+    unregister_member_kind("centroids")
+    with pytest.raises(ValueError, match="member of kind 'centroids', which nobody registered"):
+        load(tmp_path / "BlendClassifier")
+
+
+def _fitted_members(estimator):
+    return [m for m in vars(estimator).get("estimators_", []) if m is not None] + [
+        m for _, m in getattr(estimator, "named_estimators_", {}).items()]
