@@ -64,6 +64,7 @@ __all__ = [
     "registered_estimators",
     "registered_parts",
     "trusted_types",
+    "unregister_part",
 ]
 
 
@@ -122,6 +123,11 @@ def register_part(kind, match, encode, decode, *, packages=(), fallback=False) -
     _parts.pop(kind, None)
     _parts[kind] = part
     return part
+
+
+def unregister_part(kind: str) -> bool:
+    """Remove the part kind ``kind``; returns whether it was registered (bundles holding it then no longer load)."""
+    return _parts.pop(kind, None) is not None
 
 
 def register_trusted_types(*names: str) -> None:

@@ -213,11 +213,11 @@ def _decode_centroids(record, reader):
 
 @pytest.fixture
 def centroids_part():
-    from ensemble.parts import register_part
+    from ensemble.parts import register_part, unregister_part
 
-    register_part("test_centroids", lambda obj: isinstance(obj, Centroids), _encode_centroids, _decode_centroids)
+    register_part("member_kinds_centroids", lambda obj: isinstance(obj, Centroids), _encode_centroids, _decode_centroids)
     yield
-    register_part("test_centroids", lambda obj: False, _encode_centroids, _decode_centroids)  # never matches again
+    unregister_part("member_kinds_centroids")
 
 
 def test_toy_kind_round_trips_through_save_and_load(kind, centroids_part, digits, tmp_path):
@@ -236,7 +236,7 @@ def test_toy_kind_round_trips_through_save_and_load(kind, centroids_part, digits
         assert any(isinstance(m, KindMember) and m.member_kind is kind for m in _fitted_members(loaded))
 
     manifest = next((tmp_path / "BlendClassifier").glob("*/manifest.json")).read_text()
-    assert '"test_centroids"' in manifest and '"kind_member"' in manifest
+    assert '"member_kinds_centroids"' in manifest and '"kind_member"' in manifest
     unregister_member_kind("centroids")
     with pytest.raises(ValueError, match="member of kind 'centroids', which nobody registered"):
         load(tmp_path / "BlendClassifier")
