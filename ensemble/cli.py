@@ -39,7 +39,8 @@ import sys
 from pathlib import Path
 
 from ensemble import evaluation, migrations, sources
-from kze.cli import Output, UsageError, cache_dir, escape, fraction, load_npz, make_parser, positive_int, run
+from kze.cli import Output, UsageError, escape, fraction, load_npz, make_parser, positive_int, run
+from kze.files import cache_dir
 
 # --------------------------------------------------------------------------- members and data
 

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import difflib
 import errno
-import functools
 import json
 import math
 import os
@@ -35,10 +34,9 @@ import sys
 import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 __all__ = [
-    "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Output", "Parser", "UsageError", "cache_dir", "escape", "fraction", "load_npz",
+    "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Output", "Parser", "UsageError", "escape", "fraction", "load_npz",
     "make_parser", "package_version", "positive_int", "quiet_tensorflow_start", "run", "table",
 ]
 
@@ -294,24 +292,6 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
-
-
-def cache_dir() -> Path:
-    """Directory for derived caches (``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/keras-zoo``).
-
-    Relative values are made absolute once, against the working directory of
-    their first use, so a later ``os.chdir`` does not move them.
-    """
-    env = os.environ.get("ZOO_CACHE_DIR")
-    if env:
-        return _absolute(env)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (_absolute(base) if base else Path.home() / ".cache") / "keras-zoo"
-
-
-@functools.cache
-def _absolute(value: str) -> Path:
-    return Path(value).expanduser().absolute()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], floats: str = "{:.4f}") -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import tempfile
@@ -118,3 +119,23 @@ def locked(lock_file: str | os.PathLike):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def cache_dir() -> Path:
+    """Directory for derived caches (``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/keras-zoo``, else ``~/.cache/keras-zoo``)."""
+    env = os.environ.get("ZOO_CACHE_DIR")
+    if env:
+        return env_path(env)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (env_path(base) if base else Path.home() / ".cache") / "keras-zoo"
+
+
+@functools.cache
+def env_path(value: str) -> Path:
+    """A path from an environment variable, made absolute once, against the working directory of its first use.
+
+    A later ``os.chdir`` does not move it (subprocesses and tests change
+    directories; a relative ``ZOO_CACHE_DIR=../cache`` must keep meaning one
+    folder).
+    """
+    return Path(value).expanduser().absolute()

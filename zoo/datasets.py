@@ -23,7 +23,6 @@ archive is sorted by label), so any prefix of it is a fair sample.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import io
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kze.files import atomic_path
+from kze.files import atomic_path, cache_dir, env_path
 from zoo._files import ChecksumError, DataUnavailableError, download, verify
 
 __all__ = [
@@ -144,26 +143,8 @@ def resolve_data_dir(path: str | os.PathLike | None = None) -> Path:
         return Path(path).expanduser()
     env = os.environ.get("ZOO_DATA_DIR")
     if env:
-        return _absolute(env)
+        return env_path(env)
     return cache_dir() / "data"
-
-
-def cache_dir() -> Path:
-    """Directory for derived caches (``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/keras-zoo``).
-
-    Relative values are made absolute once, like ``$ZOO_DATA_DIR``.
-    """
-    env = os.environ.get("ZOO_CACHE_DIR")
-    if env:
-        return _absolute(env)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (_absolute(base) if base else Path.home() / ".cache") / "keras-zoo"
-
-
-@functools.lru_cache(maxsize=None)
-def _absolute(value: str) -> Path:
-    """``value`` from the environment as an absolute path, resolved against the working directory once."""
-    return Path(value).expanduser().absolute()
 
 
 def load(name: str, split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ every load; no model config or code is deserialized.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import weakref
 from pathlib import Path
@@ -147,13 +146,10 @@ def load(name: str, weights: str | None = "pretrained", registry: Registry | str
 
 
 def weights_digest(model) -> str:
-    """sha256 over a model's weight values (names, shapes, dtypes and bytes), in order."""
-    digest = hashlib.sha256()
-    for w in model.weights:
-        a = np.ascontiguousarray(w.numpy())
-        digest.update(f"{w.path}:{a.dtype}:{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
+    """sha256 over a model's weight values (names, shapes, dtypes and bytes), in order (``ensemble.kinds.keras_weights_digest``)."""
+    from ensemble.kinds import keras_weights_digest
+
+    return keras_weights_digest(model)
 
 
 def provenance(model) -> dict | None:
