@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from ensemble._keras import KerasMember, is_keras_model
+from ensemble.kinds import Member, kind_of
 from kze.data import DEFAULT_CHUNK_SIZE, check_chunk_size, data_hash, num_rows, row_chunks
 
 __all__ = ["TextLines", "data_hash", "iter_chunks", "open_input", "predict_chunked", "read_lines"]
@@ -189,8 +189,9 @@ def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_
     Parameters
     ----------
     estimator : fitted estimator, ensemble or keras.Model
-        A Keras model predicts through :class:`~ensemble.KerasMember`
-        (class probabilities, columns in output order).
+        A model of a registered member kind (a Keras model, say) predicts
+        through its kind's adapter (:func:`ensemble.kinds.kind_of`; for Keras,
+        class probabilities, columns in output order).
     X : array, numpy.memmap, dask array, TextLines or path
         The inputs. A path to a ``.npy`` file is opened memory-mapped; any
         other path is a UTF-8 text file, one example per ``\n``-terminated
@@ -218,8 +219,9 @@ def predict_chunked(estimator, X, method="predict_proba", *, chunk_size=DEFAULT_
     n = num_rows(X)
     if n == 0:
         raise ValueError("X has no rows to predict")
-    if is_keras_model(estimator):
-        estimator = KerasMember(estimator)
+    kind = kind_of(estimator)
+    if kind is not None and not isinstance(estimator, Member):
+        estimator = kind.wrap(estimator)
     if not hasattr(estimator, method):
         raise ValueError(f"{type(estimator).__name__} has no {method}()")
     predict = getattr(estimator, method)

@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 
 from ensemble import evaluation, migrations, sources
+from ensemble.stack import meta_learner
 from kze.cli import Output, UsageError, escape, fraction, load_npz, make_parser, positive_int, run
 from kze.files import cache_dir
 
@@ -167,7 +168,7 @@ def _cmd_fit(args, kind: str):
         model, fitted = ensemble.select(
             named, X, y, ensemble_size=args.ensemble_size, n_init=args.init, n_bags=args.bags, bag_fraction=args.bag_fraction,
             n_best=args.prune, scoring=args.scoring, calibrate=args.calibrate, memory=memory, random_state=args.seed,
-            return_candidates=True,
+            return_candidates=True, verbose=verbose,
         )
         label = "caruana selection"
     elif kind == "blend":
@@ -175,7 +176,7 @@ def _cmd_fit(args, kind: str):
                                                   random_state=args.seed, verbose=verbose).fit(X, y)
         label = f"{args.method} blend"
     else:
-        fitted = model = ensemble.StackClassifier(named, final_estimator=_meta_learner(args.meta, args.seed), memory=memory,
+        fitted = model = ensemble.StackClassifier(named, final_estimator=meta_learner(args.meta, args.seed), memory=memory,
                                                   verbose=verbose).fit(X, y)
         label = f"stack ({args.meta})"
     rows, ensemble_scores = evaluation.fit_scores(model, [m.record() for m in members], probas, X, y, candidates=fitted)
@@ -200,18 +201,6 @@ def _cmd_fit(args, kind: str):
         _plot_weights(rows, "validation", f"{label}: weights", args.plot)
     text = evaluation.report(rows, ensemble_scores, "validation", label, weights=kind != "stack")
     return Output({**metadata, "out": str(args.out)}, text)
-
-
-def _meta_learner(name: str, seed: int):
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from xgboost import XGBClassifier
-
-    return {
-        "logreg": lambda: LogisticRegression(max_iter=2000),
-        "rf": lambda: RandomForestClassifier(n_estimators=300, min_samples_leaf=3, n_jobs=-1, random_state=seed),
-        "xgboost": lambda: XGBClassifier(n_estimators=300, learning_rate=0.05, max_depth=4, tree_method="hist", n_jobs=2, random_state=seed),
-    }[name]()
 
 
 # --------------------------------------------------------------------------- evaluate / export / convert / diversity

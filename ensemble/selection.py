@@ -57,6 +57,7 @@ def select(
     n_jobs=None,
     random_state=0,
     return_candidates=False,
+    verbose=0,
 ):
     """Caruana's ensemble selection from ``members``; a fitted blend of the selected ones only.
 
@@ -104,6 +105,9 @@ def select(
         Draws the bags (``--seed``).
     return_candidates : bool, default=False
         Also return the selection over every candidate.
+    verbose : int, default=0
+        Progress of member fits and predictions on stderr (see
+        :class:`~ensemble.BlendClassifier`); the returned blends keep 0.
 
     Returns
     -------
@@ -132,15 +136,15 @@ def select(
         candidates = BlendClassifier(
             members, method="caruana", scoring=scoring, ensemble_size=ensemble_size, n_init=n_init, n_bags=n_bags,
             bag_fraction=bag_fraction, n_best=n_best, calibrate=calibrate, memory=cache, n_jobs=n_jobs,
-            random_state=random_state,
+            random_state=random_state, verbose=verbose,
         ).fit(X, y, sample_weight=sample_weight)
         names = list(candidates.named_estimators_)
         originals = [item[1] if _is_pair(item) else item for item in candidates.estimators]
         chosen = np.flatnonzero(candidates.weights_ > 0)
         blend = BlendClassifier(
             [(names[i], originals[i]) for i in chosen], weights=candidates.weights_[chosen], calibrate=calibrate,
-            memory=cache, n_jobs=n_jobs,
+            memory=cache, n_jobs=n_jobs, verbose=verbose,
         ).fit(X, y, sample_weight=sample_weight)
-    candidates.set_params(memory=memory)
-    blend.set_params(memory=memory)
+    candidates.set_params(memory=memory, verbose=0)
+    blend.set_params(memory=memory, verbose=0)
     return (blend, candidates) if return_candidates else blend

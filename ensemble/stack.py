@@ -537,3 +537,37 @@ class StackRegressor(RegressorMixin, _BaseStack):
         check_is_fitted(self)
         params = self._predict_params(predict_params)
         return self.final_estimator_.predict(self.transform(X), **params)
+
+
+META_LEARNERS = ("logreg", "rf", "xgboost")
+
+
+def meta_learner(name, random_state=0):
+    """A meta-learner by name, as ``ensemble stack --meta`` uses it.
+
+    Parameters
+    ----------
+    name : {"logreg", "rf", "xgboost"}
+        Logistic regression, a random forest (300 trees, 3 examples per leaf)
+        or XGBoost (300 rounds, depth 4, learning rate 0.05).
+    random_state : int, default=0
+
+    Returns
+    -------
+    estimator
+        Unfitted.
+    """
+    if name == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=2000)
+    if name == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=300, min_samples_leaf=3, n_jobs=-1, random_state=random_state)
+    if name == "xgboost":
+        from xgboost import XGBClassifier
+
+        return XGBClassifier(n_estimators=300, learning_rate=0.05, max_depth=4, tree_method="hist", n_jobs=2,
+                             random_state=random_state)
+    raise ValueError(f"unknown meta-learner {name!r}; expected one of {', '.join(META_LEARNERS)}")

@@ -89,7 +89,7 @@ def run(dataset: str) -> dict:
 
     import ensemble
     import zoo
-    from ensemble.cli import _meta_learner
+    from ensemble.stack import meta_learner
     from zoo.datasets import cache_dir
     from zoo.models import scores
 
@@ -116,7 +116,7 @@ def run(dataset: str) -> dict:
         record(f"blend ({method})", "blend", blend.predict_proba(X_test))
         rows[-1]["weights"] = dict(zip([n for n, _ in members], np.round(blend.weights_, 4).tolist()))
     for meta_name in ("logreg", "rf", "xgboost"):  # the meta-learners of `ensemble stack --meta`
-        meta = _meta_learner(meta_name, SEED)
+        meta = meta_learner(meta_name, SEED)
         stack = ensemble.StackClassifier(members, final_estimator=meta, memory=memory).fit(X_val, y_val)
         record(f"stack ({meta_name})", "stack", stack.predict_proba(X_test))
 
