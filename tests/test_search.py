@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 import zoo
 from zoo import ChecksumError, Registry, RegistryError
 from zoo.search_spaces import SPACES, TRAINING_PARAMS, resolve, suggest
-from zoo.tuning import STORAGE_FILE, _sampler_seed
+from zoo.search.storage import STORAGE_FILE
+from zoo.search.trials import sampler_seed
 
 SMOKE = {"subset": 300, "epochs": 1, "progress": False}  # 300 images to fit, a slice of 75 to score on
 LR_ONLY = {"replace": True, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
@@ -66,7 +67,7 @@ def test_three_trial_search_records_every_trial_in_the_study_and_the_library(sea
     # the sampler is seeded with seed + the study name's offset + the trial's number: TPE's random start-up draws
     space = resolve("mlp")
     space["epochs"] = 1
-    assert [t.params for t in trials] == [first_draw(space, seed=_sampler_seed("mnist_mlp", 0, t.number)) for t in trials]
+    assert [t.params for t in trials] == [first_draw(space, seed=sampler_seed("mnist_mlp", 0, t.number)) for t in trials]
 
     registry = Registry(library)
     assert registry.format_version == 2
@@ -153,7 +154,7 @@ def test_two_worker_processes_complete_exactly_the_requested_distinct_trials(tmp
     assert len(complete) == 4 and summary["trials"]["complete"] == 4
     assert all(t.state == TrialState.FAIL and t.user_attrs.get("surplus") for t in others)  # asked at once near the end
     assert len({t.params["learning_rate"] for t in complete}) == 4
-    assert all(t.params == first_draw(resolve("mlp", LR_ONLY), seed=_sampler_seed("mnist_mlp", 3, t.number)) for t in complete)  # never the same seed
+    assert all(t.params == first_draw(resolve("mlp", LR_ONLY), seed=sampler_seed("mnist_mlp", 3, t.number)) for t in complete)  # never the same seed
     assert {t.user_attrs["worker"] for t in complete} == {0, 1} and len({t.user_attrs["pid"] for t in complete}) >= 2
     assert sorted(zoo.list_models(registry=library)) == [f"mnist_mlp_t{t.number:04d}" for t in complete]  # written concurrently
 
@@ -305,13 +306,13 @@ def test_two_studies_sharing_a_library_and_a_seed_draw_different_start_up_trials
     assert a.params["learning_rate"] != b.params["learning_rate"]
     # reproducible: the same name and seed draw the same values (a fresh sampler asked through Optuna's public API)
     space = resolve("mlp", LR_ONLY)
-    assert a.params == first_draw(space, seed=_sampler_seed("mnist_mlp", 0, 0))
-    assert b.params == first_draw(space, seed=_sampler_seed("mnist_mlp_b", 0, 0))
+    assert a.params == first_draw(space, seed=sampler_seed("mnist_mlp", 0, 0))
+    assert b.params == first_draw(space, seed=sampler_seed("mnist_mlp_b", 0, 0))
     # and the shipped search files' two studies of one library start apart too
     conv = resolve("bn_cnn", dataset="fashion_mnist")
-    assert first_draw(conv, seed=_sampler_seed("fashion_mnist_bn_cnn", 0, 0)) != first_draw(conv, seed=_sampler_seed("fashion_mnist_residual", 0, 0))
-    assert _sampler_seed("fashion_mnist_bn_cnn", 0, 0) == _sampler_seed("fashion_mnist_bn_cnn", 0, 0) != _sampler_seed("fashion_mnist_bn_cnn", 0, 1)
-    assert 0 <= _sampler_seed("x", 2**32 - 1, 10**6) < 2**32  # a valid NumPy seed whatever the seed and trial number
+    assert first_draw(conv, seed=sampler_seed("fashion_mnist_bn_cnn", 0, 0)) != first_draw(conv, seed=sampler_seed("fashion_mnist_residual", 0, 0))
+    assert sampler_seed("fashion_mnist_bn_cnn", 0, 0) == sampler_seed("fashion_mnist_bn_cnn", 0, 0) != sampler_seed("fashion_mnist_bn_cnn", 0, 1)
+    assert 0 <= sampler_seed("x", 2**32 - 1, 10**6) < 2**32  # a valid NumPy seed whatever the seed and trial number
 
 
 def test_cli_usage_errors_are_one_line_with_exit_code_2(tmp_path):
@@ -349,7 +350,7 @@ def test_default_spaces_name_real_hyperparameters_and_resolve():
 def test_a_study_drawn_from_the_former_default_augment_choices_resumes_with_them():
     from optuna.distributions import CategoricalDistribution
 
-    from zoo.tuning import _keep_recorded_choices
+    from zoo.search.trials import keep_recorded_choices
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=1))
     former = CategoricalDistribution([None, "shift", "flip_shift"])  # the default before flips depended on the data
@@ -357,11 +358,11 @@ def test_a_study_drawn_from_the_former_default_augment_choices_resumes_with_them
     with pytest.raises(ValueError, match="dynamic value space"):  # what Optuna does with the new default
         suggest(study.ask(), {"augment": resolve("bn_cnn", dataset="mnist")["augment"]})
     space = {"augment": {"choices": [None, "shift"]}, "dropout": 0.3}  # a default space for MNIST or a user's images
-    _keep_recorded_choices(study, space, None)
+    keep_recorded_choices(study, space, None)
     assert space["augment"] == {"choices": [None, "shift", "flip_shift"]}
     assert suggest(study.ask(), space)["augment"] in (None, "shift", "flip_shift")
     given = {"augment": {"choices": [None, "shift"]}}
-    _keep_recorded_choices(study, kept := resolve("bn_cnn", given), given)  # the user's own choices stay the user's
+    keep_recorded_choices(study, kept := resolve("bn_cnn", given), given)  # the user's own choices stay the user's
     assert kept["augment"] == {"choices": [None, "shift"]}
 
 

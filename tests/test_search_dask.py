@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 import zoo
 from zoo import Registry
 from zoo.search_spaces import resolve, suggest
-from zoo.tuning import _sampler_seed
+from zoo.search.trials import sampler_seed
 
 distributed = pytest.importorskip("distributed")
 
@@ -146,7 +146,7 @@ def test_a_four_trial_search_runs_each_trial_in_its_own_process_on_both_workers(
 
     space = resolve("mlp")
     space["epochs"] = 1
-    assert [t.params for t in trials] == [first_draw(space, seed=_sampler_seed("mnist_mlp", 5, t.number)) for t in trials]  # seeded as on one machine
+    assert [t.params for t in trials] == [first_draw(space, seed=sampler_seed("mnist_mlp", 5, t.number)) for t in trials]  # seeded as on one machine
     check_library(library, trials)
     entry = zoo.info(summary["best"]["entry"], registry=library)
     assert entry["classes"] == sorted(NAMES) and "dataset" not in entry and entry["data"]["examples"] == 375
@@ -236,12 +236,12 @@ def test_a_worker_killed_during_a_trial_loses_nothing(cluster, tmp_path):
     assert all(t.state == TrialState.COMPLETE or t.number == killed.number for t in trials)
     check_library(library, trials)
 
-    from zoo.tuning import _is_running
+    from zoo.search.trials import is_running
 
     deadline = time.time() + 30
-    while _is_running(killed.user_attrs["trial_pid"], None) and time.time() < deadline:
+    while is_running(killed.user_attrs["trial_pid"], None) and time.time() < deadline:
         time.sleep(0.5)
-    assert not _is_running(killed.user_attrs["trial_pid"], None)  # the killed worker's trial process went with it
+    assert not is_running(killed.user_attrs["trial_pid"], None)  # the killed worker's trial process went with it
     client.wait_for_workers(2, timeout=120)  # the nanny's new worker is back
 
 

@@ -14,8 +14,9 @@ import pytest
 
 import zoo
 from zoo import ChecksumError
-from zoo.cluster import _read_scratch
-from zoo.tuning import _load_data, _user_data
+from zoo.search.cluster import read_scratch
+from zoo.search.config import SearchConfig, user_data
+from zoo.search.objective import load_data
 
 
 class _Touch:
@@ -32,13 +33,13 @@ def test_scratch_data_is_checked_before_anything_is_unpickled(tmp_path):
     arrays = (np.arange(12, dtype=np.uint8).reshape(3, 2, 2), np.array(["a", "b", "a"]))
     good = pickle.dumps(arrays, protocol=pickle.HIGHEST_PROTOCOL)
     (tmp_path / "data.pickle").write_bytes(good)
-    X, y = _read_scratch(str(tmp_path / "data.pickle"), hashlib.sha256(good).hexdigest())
+    X, y = read_scratch(str(tmp_path / "data.pickle"), hashlib.sha256(good).hexdigest())
     np.testing.assert_array_equal(X, arrays[0])
     np.testing.assert_array_equal(y, arrays[1])
 
     (tmp_path / "data.pickle").write_bytes(pickle.dumps(_Touch(tmp_path / "ran")))  # replaced: would run code when unpickled
     with pytest.raises(ChecksumError, match=r"search data .*data\.pickle has sha256 [0-9a-f]{64}, expected " + hashlib.sha256(good).hexdigest()):
-        _read_scratch(str(tmp_path / "data.pickle"), hashlib.sha256(good).hexdigest())
+        read_scratch(str(tmp_path / "data.pickle"), hashlib.sha256(good).hexdigest())
     assert not (tmp_path / "ran").exists()
 
 
@@ -72,7 +73,7 @@ def test_scratch_data_is_unpickled_from_the_bytes_checked_not_from_a_second_open
     writer = threading.Thread(target=serve, daemon=True)
     writer.start()
     try:
-        X, y = _read_scratch(str(fifo), hashlib.sha256(good).hexdigest())
+        X, y = read_scratch(str(fifo), hashlib.sha256(good).hexdigest())
     finally:
         finished.set()
         writer.join(10)
@@ -85,10 +86,10 @@ def test_a_worker_refuses_a_data_file_changed_since_the_search_started(tmp_path)
     X, y = zoo.datasets.load("mnist", "train")
     np.savez(tmp_path / "train.npz", X=X[:200, ::4, ::4], y=y[:200])
     base = {"early_stopping_size": 50}
-    _, data_info = _user_data("mlp", None, None, tmp_path / "train.npz", base)
-    config = {"arrays": None, "data_path": str(tmp_path / "train.npz"), "builder": "mlp", "base": base, "data_info": data_info,
-              "subset": None, "dataset": None}
-    X_read, y_read = _load_data(config)
+    _, data_info = user_data("mlp", None, None, tmp_path / "train.npz", base)
+    config = SearchConfig(study="s", storage="", library=str(tmp_path / "lib"), builder="mlp", base=base, space={},
+                          data_path=str(tmp_path / "train.npz"), data_info=data_info)
+    X_read, y_read = load_data(config)
     np.testing.assert_array_equal(X_read, X[:200, ::4, ::4])
     np.testing.assert_array_equal(y_read, y[:200])
 
@@ -96,4 +97,4 @@ def test_a_worker_refuses_a_data_file_changed_since_the_search_started(tmp_path)
     changed[7, 3, 3, 0] ^= 1  # one pixel of one image
     np.savez(tmp_path / "train.npz", X=changed, y=y[:200])
     with pytest.raises(ValueError, match=r"train\.npz changed since the search started .* refusing to train on it"):
-        _load_data(config)
+        load_data(config)

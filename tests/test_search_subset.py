@@ -10,7 +10,8 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import zoo
-from zoo.tuning import STORAGE_FILE, _train_examples
+from zoo.search.config import train_examples
+from zoo.search.storage import STORAGE_FILE
 
 
 def run_zoo(*args, check=True):
@@ -66,4 +67,4 @@ def test_a_subset_too_large_for_the_data_is_refused_before_any_storage_is_opened
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "imdb"])
 def test_train_split_sizes_known_without_loading_are_the_loaded_ones(dataset):
-    assert _train_examples(dataset) == len(zoo.datasets.load(dataset, "train")[1])
+    assert train_examples(dataset) == len(zoo.datasets.load(dataset, "train")[1])

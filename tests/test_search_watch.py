@@ -16,7 +16,7 @@ import yaml
 import zoo
 from test_search import SMOKE, run_zoo, study_of
 from test_zoo_cli import assert_usage_error
-from zoo.tuning import plot_history
+from zoo.search import plot_history
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

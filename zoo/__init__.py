@@ -15,6 +15,7 @@ from zoo import datasets
 from zoo._files import ChecksumError, DataUnavailableError
 from zoo.models import evaluate, info, list_models, load, predict_proba
 from zoo.registry import Registry, RegistryError
+from zoo import search  # the package zoo.search, callable as the function search (see zoo.search)
 
 
 def train(name, **kwargs):
@@ -22,17 +23,6 @@ def train(name, **kwargs):
     from zoo.training import train as _train
 
     return _train(name, **kwargs)
-
-
-def search(name, **kwargs):
-    """Hyperparameter search of a zoo entry or builder into a model library; see :func:`zoo.tuning.search`.
-
-    >>> zoo.search("fashion_mnist_bn_cnn", library="lib", n_trials=20, workers=2)   # doctest: +SKIP
-    >>> zoo.load("fashion_mnist_bn_cnn_t0007", registry="lib")                      # doctest: +SKIP
-    """
-    from zoo.tuning import search as _search
-
-    return _search(name, **kwargs)
 
 
 def __getattr__(name):

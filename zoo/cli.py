@@ -1,7 +1,7 @@
 """``zoo`` command line: list, inspect, evaluate, train and run zoo models; search and watch searches.
 
 One subcommand per action. Reading a search's trials is ``zoo history LIB``
-(``zoo.tuning.history`` / ``plot_history``), not ``zoo search --history``:
+(``zoo.search.history`` / ``plot_history``), not ``zoo search --history``:
 ``search`` requires NAME, ``--library`` and ``--trials`` to run a study, and
 its other flags would mean nothing to a read-only listing.
 """
@@ -22,9 +22,6 @@ from zoo._cli import (
     run,
     table,
 )
-
-MAX_IMAGE_PIXELS = 4096 * 4096  # larger PNG inputs are refused before decoding (decompression bombs)
-
 
 def _cmd_list(args):
     import zoo
@@ -119,6 +116,7 @@ def _plot_model(model, path: str) -> None:
 def _cmd_evaluate(args):
     import zoo
     from zoo.models import predict_proba, scores
+    from zoo.predicting import check_input
 
     entry = zoo.info(args.name)
     if args.data:
@@ -129,7 +127,7 @@ def _cmd_evaluate(args):
         where = f"{entry['dataset']} {args.split}"
     if args.limit is not None:
         X, y = X[: args.limit], y[: args.limit]
-    X = _check_input(entry, X, args.data or where)
+    X = check_input(entry, X, args.data or where)
     _start_tensorflow(args)
     model = zoo.load(args.name)
     measured = scores(y, predict_proba(model, X, verbose=0 if args.quiet else 1))
@@ -145,16 +143,6 @@ def _start_tensorflow(args) -> None:
     """Import TensorFlow, its start-up noise muted, once the inputs are checked (input errors come fast)."""
     if not args.debug:
         quiet_tensorflow_start()
-
-
-def _check_input(entry: dict, X, source: str):
-    """``X`` as the model takes it, or a ``UsageError`` saying what it takes (shape, dtype, values)."""
-    from zoo._inputs import check_array
-
-    try:
-        return check_array(X, entry["input"]["shape"], entry["input"]["dtype"], entry["name"])
-    except ValueError as exc:
-        raise UsageError(f"{source}: {exc}") from None
 
 
 def _cmd_train(args):
@@ -192,166 +180,24 @@ def _cmd_train(args):
     return Output(data, text)
 
 
-def _read_inputs(entry: dict, paths: list[str]):
-    """Read the inputs of ``zoo predict``: .npy/.npz arrays, PNG images, or text files of reviews.
-
-    Every input is read, in order, and their examples are predicted together;
-    an input of a kind the model cannot take is refused, naming the file.
-    """
-    import numpy as np
-
-    for p in paths:
-        if not Path(p).is_file():
-            raise UsageError(f"input file {p} does not exist")
-    arrays, names = [], []
-    for p in paths:
-        X, where = _read_input(entry, Path(p))
-        arrays.append(_check_input(entry, X, p))
-        names += where
-    return np.concatenate(arrays), names
-
-
-def _read_input(entry: dict, path: Path):
-    """The examples in one input file, and a name for each."""
-    import numpy as np
-
-    text_model = entry["input"]["dtype"] == "string"
-    if path.suffix in (".npy", ".npz"):
-        X = _read_array(path)
-        if X.ndim == 0:
-            raise UsageError(f"{path} holds a single value (a 0-d array); expected one row per example")
-        return X, [f"{path.name}[{i}]" for i in range(len(X))]
-    if path.suffix.lower() == ".png":
-        if text_model:
-            raise UsageError(f"{entry['name']} is a text model; {path} is an image (give a text file with one review per line)")
-        return _read_png(path, entry["input"]["shape"])[None], [path.name]
-    if not text_model:
-        raise UsageError(f"{entry['name']} is an image model; give .npy/.npz arrays or PNG images, not {path.name}")
-    from ensemble.chunked import read_lines
-
-    try:
-        lines = read_lines(path)  # the one rule for review files: see ensemble.chunked
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} as UTF-8 text: {exc}") from None
-    except ValueError as exc:  # an empty or undecodable line: the message names the file and the line
-        raise UsageError(str(exc)) from None
-    if not lines:
-        raise UsageError(f"{path} holds no reviews (one review per line)")
-    return np.array(lines, dtype=object), [f"{path.name} line {i + 1}" for i in range(len(lines))]
-
-
-def _read_array(path: Path):
-    """The array in a ``.npy`` file, or the ``X`` (or only) array of a ``.npz`` file; no pickle."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as npz:
-            key = "X" if "X" in npz.files else npz.files[0] if len(npz.files) == 1 else None
-            if key is None:
-                raise UsageError(f"{path} holds arrays {npz.files}; name the input array X")
-            return npz[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-
-
-def _read_png(path: Path, shape):
-    """A PNG as a uint8 image of ``shape``; images over ``MAX_IMAGE_PIXELS`` are refused before decoding."""
-    import warnings
-
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with our message
-            image = Image.open(path)
-        with image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise UsageError(f"{path} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} read as input (a decompression bomb?)")
-            image = image.convert("L")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"cannot read {path} as an image: {exc}") from None
-    if image.size != (shape[1], shape[0]):
-        image = image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)[..., None]
-
-
 def _cmd_predict(args):
     import zoo
+    from zoo.predicting import open_input, predict_rows, predict_to_file, read_inputs
 
     entry = zoo.info(args.name)
     if args.out is not None:
-        return _predict_to_file(entry, args)
+        path, X = open_input(entry, args.inputs, before_read=lambda: _check_output_file(args.out, "--out"))
+        _start_tensorflow(args)
+        data = predict_to_file(args.name, path, X, args.out, chunk_size=args.chunk_size, progress=False if args.quiet else None)
+        n, counts = data["n"], data["predicted"]
+        return Output(data, f"{n} rows of {args.name} class probabilities written to {escape(str(args.out))}\n"
+                      + table(["label", "predicted", "share"], [[c, k, f"{k / n:.2%}"] for c, k in counts.items()]))
     if args.chunk_size is not None:
         raise UsageError("--chunk-size goes with --out (without it, the inputs are predicted in memory)")
-    X, names = _read_inputs(entry, args.inputs)
+    X, names = read_inputs(entry, args.inputs)
     _start_tensorflow(args)
-    proba = zoo.predict_proba(zoo.load(args.name), X)
-    classes = entry["classes"]
-    rows = [
-        {"input": n, "label": classes[int(p.argmax())], "class_index": int(p.argmax()), "probability": float(p.max()), "probabilities": p.tolist()}
-        for n, p in zip(names, proba)
-    ]
+    rows = predict_rows(args.name, X, names)
     return Output(rows, table(["input", "label", "probability"], [[r["input"], r["label"], r["probability"]] for r in rows]))
-
-
-def _predict_to_file(entry: dict, args):
-    """``zoo predict --out``: one input predicted chunk by chunk into a .npy file of probabilities.
-
-    A .npy input is memory-mapped and a text file read line by line, so
-    memory holds one chunk whatever the input's size; the output file is
-    written under a temporary name, renamed into place when complete.
-    """
-    import numpy as np
-
-    import zoo
-    from ensemble.chunked import TextLines, iter_chunks, predict_chunked
-
-    if len(args.inputs) != 1:
-        raise UsageError("--out takes one input file (a .npy array or a text file with one review per line)")
-    path = Path(args.inputs[0])
-    if not path.is_file():
-        raise UsageError(f"input file {path} does not exist")
-    _check_output_file(args.out, "--out")
-    if path.suffix in (".npy", ".npz") or path.suffix.lower() == ".png" or entry["input"]["dtype"] != "string":
-        try:
-            if path.suffix == ".npy":
-                X = np.load(path, mmap_mode="r", allow_pickle=False)
-            else:
-                X, _ = _read_input(entry, path)  # small inputs, read whole; refuses text for image models
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read {path}: {exc}") from None
-    else:
-        try:
-            X = TextLines(path)  # every line counted and checked now, before any prediction
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc}") from None
-        except ValueError as exc:  # an empty or undecodable line: the message names the file and the line
-            raise UsageError(str(exc)) from None
-    if len(X) == 0:
-        raise UsageError(f"{path} holds no examples")
-    _check_input(entry, next(iter_chunks(X, 64))[2], str(path))  # shape and dtype now; values chunk by chunk
-    _start_tensorflow(args)
-    model = zoo.load(args.name)
-    try:
-        proba = predict_chunked(model, X, chunk_size=args.chunk_size or 10_000, out=args.out, progress=False if args.quiet else None)
-    except ValueError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    classes = entry["classes"]
-    counts = np.zeros(len(classes), dtype=np.int64)
-    for _, _, chunk in iter_chunks(proba, args.chunk_size or 10_000):
-        counts += np.bincount(chunk.argmax(axis=1), minlength=len(classes))
-    n = int(counts.sum())
-    data = {"name": entry["name"], "input": str(path), "out": str(args.out), "n": n, "columns": classes,
-            "predicted": {c: int(k) for c, k in zip(classes, counts)}}
-    text = (f"{n} rows of {entry['name']} class probabilities written to {escape(str(args.out))}\n"
-            + table(["label", "predicted", "share"], [[c, int(k), f"{k / n:.2%}"] for c, k in zip(classes, counts)]))
-    return Output(data, text)
 
 
 def build_parser():
@@ -414,6 +260,8 @@ def build_parser():
     p.add_argument("--metric", choices=["accuracy", "log_loss"], default="accuracy", help="objective on the early-stopping slice (default: accuracy)")
     p.add_argument("--study", metavar="NAME", help="study name and prefix of the library's entry names (default: NAME)")
     p.add_argument("--trials-per-process", type=positive_int, metavar="M", help="trials a worker process runs before it is replaced (default: 1)")
+    p.add_argument("--executor", choices=["worker", "inprocess", "processes"], help="where trials run: one worker process replaced every "
+                   "--trials-per-process trials (default, 10), this process, or spawned processes (default with --workers/--trials-per-process)")
     p.add_argument("--no-pruning", action="store_true", help="never prune trials (default: median pruning from the fifth trial, after two epochs)")
     p.add_argument("--no-logs", action="store_true", help="write no CSV or TensorBoard logs (default: each trial's in LIB/runs/ENTRY/)")
     p.set_defaults(func=_cmd_search)
@@ -437,26 +285,9 @@ def _library(path: str):
 
 
 def _list_library(args):
-    from zoo.library import ranked
+    from zoo.library import listing
 
-    rows = []
-    for e in ranked(_library(args.library), args.pattern):
-        if args.dataset is not None and e.get("dataset") != args.dataset:
-            continue
-        search = e.get("search", {})
-        objective = search.get("objective", {})
-        rows.append(
-            {
-                "name": e["name"],
-                "builder": e["builder"],
-                "dataset": e.get("dataset"),
-                "study": search.get("study"),
-                "trial": search.get("trial"),
-                "objective": objective.get("name"),
-                "value": objective.get("value"),
-                "parameters": e["parameters"],
-            }
-        )
+    rows = listing(_library(args.library), args.pattern, dataset=args.dataset)
     text = table(
         ["name", "builder", "dataset", "trial", "objective", "value", "parameters"],
         [[r["name"], r["builder"], r["dataset"], r["trial"], r["objective"], r["value"], r["parameters"]] for r in rows],
@@ -476,7 +307,7 @@ def _cmd_search(args):
     s = zoo.search(
         args.name, library=args.library, n_trials=args.trials, data=args.data, storage=args.storage, seed=args.seed,
         timeout=args.timeout, subset=args.subset, epochs=args.epochs, space=space, workers=args.workers or 1, metric=args.metric,
-        pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process or 1, progress=not args.quiet,
+        pruner=pruner, study_name=args.study, trials_per_process=args.trials_per_process, progress=not args.quiet, executor=args.executor,
         logs=not args.no_logs, **_cluster_options(args),
     )
     t = s["trials"]
@@ -494,7 +325,7 @@ def _cmd_search(args):
 
 
 def _cmd_history(args):
-    from zoo.tuning import history, plot_history
+    from zoo.search import history, plot_history
 
     if args.plot:
         _check_output_file(args.plot, "--plot")

@@ -7,6 +7,20 @@ float feature vectors for ``mlp``; any number of classes, any sortable labels),
 carves a seeded, stratified early-stopping slice out of it and trains with the
 recipes' Keras callbacks. ``zoo train NAME`` trains through this class too.
 
+Soft targets: ``fit(X, P)`` with ``P`` a 2-D array of class probabilities
+(classes ``0 .. k - 1``, rows summing to 1) trains on their cross-entropy,
+which is how ``ensemble.distill`` teaches a student its teacher's
+probabilities; the class says so with ``accepts_soft_targets = True``, the
+duck-typed mark ``ensemble.distill`` looks for (``ensemble`` never imports
+``zoo``). ``label_smoothing`` still applies (mixing the targets with the
+uniform distribution is as well defined for probabilities as for labels, and
+a setting the user chose is not silently dropped). The slice is stratified on
+each row's most probable class, its ``val_loss`` is the soft cross-entropy,
+its accuracy the agreement with each row's argmax, and
+``early_stopping_scores_["log_loss"]`` the unsmoothed cross-entropy on the
+slice's soft targets. Afterwards ``model_`` is recompiled to take integer
+labels, as after label smoothing. A 2-D ``y`` of one column stays labels.
+
 TensorFlow is imported when a model is fitted or restored, not before.
 """
 
@@ -139,6 +153,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     >>> ZooClassifier.from_zoo("fashion_mnist_bn_cnn", epochs=3)            # doctest: +SKIP
     """
 
+    accepts_soft_targets = True  # fit(X, P) takes class probabilities (ensemble.distill checks for this mark)
+
     def __init__(
         self,
         builder="mlp",
@@ -239,8 +255,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         X : array-like
             uint8 images ``(n, H, W)`` or ``(n, H, W, C)``; raw strings
             ``(n,)`` for the text builders; float features ``(n, d)`` for ``mlp``.
-        y : array-like of shape (n,)
-            Class labels of any sortable type.
+        y : array-like of shape (n,) or (n, n_classes)
+            Class labels of any sortable type; or soft targets: class
+            probabilities, one row per example summing to 1, for classes
+            ``0 .. n_classes - 1`` (e.g. a teacher's ``predict_proba``, see
+            ``ensemble.distill``). Soft targets train on their cross-entropy
+            (label-smoothed when ``label_smoothing`` is set), the slice's
+            ``val_loss`` too; accuracy counts agreement with each row's argmax.
         callbacks : list of keras.callbacks.Callback, optional
             Run after the built-in ones, every epoch (e.g. an Optuna pruning
             callback reading ``val_loss`` or ``val_accuracy``, the slice's metrics).
@@ -255,8 +276,12 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
         self._check_params()
         self._check_hyperparameters()
-        X, y, kind = self._validate_fit(X, y)
-        classes, y = np.unique(y, return_inverse=True)
+        soft = _soft_targets(y)  # (n, k) class probabilities, or None for labels
+        X, y, kind = self._validate_fit(X, y if soft is None else soft.argmax(axis=1))
+        if soft is None:
+            classes, y = np.unique(y, return_inverse=True)
+        else:  # y: each row's most probable class, to stratify the slice and count accuracy
+            classes = np.arange(soft.shape[1])
         if len(classes) < 2:
             raise ValueError(f"ZooClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
         seed = _seed(self.random_state)
@@ -265,7 +290,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         X_fit, y_fit = X[fit_idx], y[fit_idx]
         validation = (X[es_idx], y[es_idx]) if es_idx is not None else None
 
-        hyper = _plain(self._hyperparameters())
+        hyper = plain_value(self._hyperparameters())
         params = {"num_classes": len(classes), **hyper}  # what the builder gets, recorded in spec_
         if kind != "text":
             params = {"input_shape": list(X.shape[1:]), **params}
@@ -284,10 +309,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             compile_model(model, {"optimizer": {**optimizer, **rate}}, text=text, label_smoothing=self.label_smoothing)
             builtin = self._callbacks(validation is not None)
             one_hot = self.label_smoothing and not text  # CategoricalCrossentropy smooths one-hot targets only
+            if soft is not None:
+                _compile_for_soft_targets(model, text, self.label_smoothing)
+                fit_targets = _soft_column(soft[fit_idx], text)
+                validation_data = (validation[0], _soft_column(soft[es_idx], text)) if validation else None
+            else:
+                fit_targets = _one_hot(y_fit, len(classes)) if one_hot else y_fit
+                validation_data = (validation[0], _one_hot(validation[1], len(classes))) if one_hot and validation else validation
             history = model.fit(
                 X_fit,
-                _one_hot(y_fit, len(classes)) if one_hot else y_fit,
-                validation_data=(validation[0], _one_hot(validation[1], len(classes))) if one_hot and validation else validation,
+                fit_targets,
+                validation_data=validation_data,
                 epochs=self.epochs,
                 batch_size=self.batch_size,
                 callbacks=builtin + list(callbacks or []),
@@ -297,9 +329,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             keras.config.set_dtype_policy(previous_policy)
         if model.compute_dtype != "float32":  # evaluate, save and predict in float32
             trained, model = model, build_model(self.builder, params, vocabulary=vocabulary)
-            _set_weights(model, trained.get_weights())
+            set_model_weights(model, trained.get_weights())
             compile_model(model, {"optimizer": optimizer}, text=text)
-        elif self.label_smoothing:  # model_ takes integer labels, as unpickled and zoo.load-ed models do
+        elif self.label_smoothing or soft is not None:  # model_ takes integer labels, as unpickled and zoo.load-ed models do
             compile_model(model, {"optimizer": optimizer}, text=text)
 
         early_stopping = next((c for c in builtin if isinstance(c, keras.callbacks.EarlyStopping)), None)
@@ -309,7 +341,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else len(history.epoch)
         self.early_stopping_scores_ = None
         if validation is not None:
-            self.early_stopping_scores_ = scores(validation[1], predict_proba(model, validation[0], batch_size=_PREDICT_BATCH))
+            slice_proba = predict_proba(model, validation[0], batch_size=_PREDICT_BATCH)
+            self.early_stopping_scores_ = scores(validation[1], slice_proba) if soft is None else _soft_scores(soft[es_idx], slice_proba)
         self.vocabulary_ = vocabulary
         self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer, schedule)}
         return self
@@ -438,7 +471,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             recipe["lr_schedule"] = {"name": "cosine", **{k: v for k, v in schedule.items() if k.endswith("_steps")}}
         if self.label_smoothing:
             recipe["label_smoothing"] = self.label_smoothing
-        return _plain(recipe)
+        return plain_value(recipe)
 
     # ------------------------------------------------------------------ predicting
 
@@ -483,7 +516,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             if sizes is None:
                 raise ValueError(f"a ZooClassifier's saved weights are a {type(weights).__name__}, not a list of arrays")
             model = build_model(self.spec_["builder"], self.spec_["params"], vocabulary=self.vocabulary_, parameters=sum(sizes))
-            _set_weights(model, weights)
+            set_model_weights(model, weights)
             compile_model(model, self.spec_["recipe"], text=model.output_shape[-1] == 1)
             self.model_ = model
 
@@ -554,6 +587,55 @@ def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
     return np.eye(k, dtype=np.float32)[y]
 
 
+def _soft_targets(y) -> np.ndarray | None:
+    """``y`` as float32 class probabilities ``(n, k)``, renormalised; None for labels (1-D, or one column)."""
+    if getattr(y, "ndim", None) is None and not isinstance(y, (list, tuple)):
+        return None
+    try:
+        P = np.asarray(y)
+    except ValueError:  # ragged rows: not a table of probabilities, left to the label checks
+        return None
+    if P.ndim != 2 or P.shape[1] < 2:
+        return None
+    if P.dtype.kind not in "iuf":
+        raise ValueError(f"2-D y is taken as soft targets (class probabilities), which must be numbers; got dtype {P.dtype}")
+    P = P.astype(np.float64)
+    if not np.isfinite(P).all() or (P < 0).any():
+        raise ValueError("soft targets (2-D y) must be finite, non-negative class probabilities")
+    sums = P.sum(axis=1)
+    if len(P) and np.abs(sums - 1).max() > 1e-3:
+        row = int(np.abs(sums - 1).argmax())
+        raise ValueError(f"soft targets (2-D y) must be class probabilities whose rows sum to 1; row {row} sums to {sums[row]:.6g}")
+    return (P / sums[:, np.newaxis]).astype(np.float32)
+
+
+def _soft_column(P: np.ndarray, text: bool) -> np.ndarray:
+    """What the model trains on: the probabilities, or those of class 1 for a single sigmoid unit."""
+    return P[:, 1] if text else P
+
+
+def _compile_for_soft_targets(model, text: bool, label_smoothing: float) -> None:
+    """Recompile ``model`` (its optimizer kept) with a cross-entropy on soft targets and argmax accuracy."""
+    import keras
+
+    if text:
+        def agreement(y_true, y_pred):
+            y_true, y_pred = keras.ops.reshape(y_true, (-1,)), keras.ops.reshape(y_pred, (-1,))
+            return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
+
+        loss, accuracy = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), keras.metrics.MeanMetricWrapper(agreement, name="accuracy")
+    else:
+        loss, accuracy = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing), keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=model.optimizer, loss=loss, metrics=[accuracy])
+
+
+def _soft_scores(P: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy against each row's argmax and the cross-entropy of ``proba`` on the soft targets ``P``."""
+    eps = np.finfo(np.float64).eps
+    cross_entropy = -np.sum(P * np.log(np.clip(proba, eps, 1.0)), axis=1).mean()
+    return {"accuracy": float(np.mean(proba.argmax(axis=1) == P.argmax(axis=1))), "log_loss": float(cross_entropy)}
+
+
 def _learning_rate_logger():
     """A callback writing the optimizer's current rate into the epoch's logs (``history_["learning_rate"]``)."""
     import keras
@@ -566,7 +648,7 @@ def _learning_rate_logger():
     return LearningRateLogger()
 
 
-def _set_weights(model, weights) -> None:
+def set_model_weights(model, weights) -> None:
     """``model.set_weights`` plus what ``load_weights`` also does: refresh adapted Normalization layers."""
     model.set_weights(weights)
     for layer in model.layers:
@@ -597,12 +679,12 @@ def _params_from_recipe(recipe: dict) -> dict:
     return params
 
 
-def _plain(value):
+def plain_value(value):
     """``value`` with tuples as lists and NumPy scalars as Python ones (YAML- and JSON-safe)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value

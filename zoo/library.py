@@ -26,7 +26,7 @@ from pathlib import Path
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "open_library", "prepare_trial", "ranked", "write_trial"]
+__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "listing", "open_library", "prepare_trial", "ranked", "write_trial"]
 
 
 def open_library(folder: str | os.PathLike) -> Registry:
@@ -60,6 +60,20 @@ def ranked(library: Registry, pattern: str = "*") -> list[dict]:
         return (0, -objective["value"] if objective["direction"] == "maximize" else objective["value"])
 
     return sorted(entries, key=key)
+
+
+def listing(library: Registry, pattern: str = "*", dataset: str | None = None) -> list[dict]:
+    """``zoo list --library``'s rows: name, builder, dataset, study, trial, objective, value, parameters; best first."""
+    rows = []
+    for e in ranked(library, pattern):
+        if dataset is not None and e.get("dataset") != dataset:
+            continue
+        search = e.get("search", {})
+        objective = search.get("objective", {})
+        rows.append({"name": e["name"], "builder": e["builder"], "dataset": e.get("dataset"), "study": search.get("study"),
+                     "trial": search.get("trial"), "objective": objective.get("name"), "value": objective.get("value"),
+                     "parameters": e["parameters"]})
+    return rows
 
 
 def add_trial(library: Registry, clf, **record) -> dict:
@@ -131,7 +145,7 @@ def prepare_trial(
 
     from zoo import datasets
     from kze.files import atomic_path, atomic_write_text, sha256_file
-    from zoo.estimator import _plain, _set_weights
+    from zoo.estimator import plain_value, set_model_weights
     from zoo.models import build_model
 
     folder = Path(folder)
@@ -139,7 +153,7 @@ def prepare_trial(
     spec = clf.spec_
     # save the float32 model zoo.load rebuilds, without optimizer state
     bare = build_model(spec["builder"], spec["params"], vocabulary=clf.vocabulary_)
-    _set_weights(bare, clf.model_.get_weights())
+    set_model_weights(bare, clf.model_.get_weights())
     folder.mkdir(parents=True, exist_ok=True)
     weights_file = f"{name}.weights.h5"
     with atomic_path(folder / weights_file, suffix=".weights.h5") as tmp:
@@ -157,7 +171,7 @@ def prepare_trial(
         names = datasets.class_names(dataset)
         classes = [names[int(c)] for c in clf.classes_]
     else:
-        classes = _plain(list(clf.classes_))
+        classes = plain_value(list(clf.classes_))
 
     entry = {"name": name, "task": task}
     if dataset is not None:
@@ -181,7 +195,7 @@ def prepare_trial(
             "parameters": int(bare.count_params()),
             "metrics": {"early_stopping": {k: round(float(v), 6) for k, v in clf.early_stopping_scores_.items()}},
             "recipe": spec["recipe"],
-            "search": {"study": study, "trial": int(trial), "objective": dict(objective), "hyperparameters": _plain(hyperparameters)},
+            "search": {"study": study, "trial": int(trial), "objective": dict(objective), "hyperparameters": plain_value(hyperparameters)},
             "training": {
                 "epochs_run": len(clf.history_["loss"]),
                 "best_epoch": int(clf.best_epoch_),
