@@ -13,6 +13,7 @@ from ensemble import solvers
 from ensemble._keras import KerasMember
 from ensemble.blend import BlendClassifier, BlendRegressor
 from ensemble.chunked import predict_chunked
+from ensemble.distillation import distill
 from ensemble.diversity import Diversity, diversity
 from ensemble.kinds import MemberKind, kind_of, register_member_kind
 from ensemble.persistence import load, save
@@ -28,6 +29,7 @@ __all__ = [
     "MemberKind",
     "StackClassifier",
     "StackRegressor",
+    "distill",
     "diversity",
     "export_saved_model",
     "kind_of",
