@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.utils.validation import _num_samples
 
 from ensemble.kinds import Member
+from kze.files import atomic_path
 
 _FORMAT = "ensemble-prediction-cache-v3"
 _KINDS = "biufU"  # booleans, integers, floats, strings: never object arrays
@@ -76,7 +77,8 @@ class PredictionCache:
         data = buffer.getvalue()
         target = self.folder / f"{key}-{hashlib.sha256(data).hexdigest()}.npy"
         try:
-            _atomic_write(target, data)
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
         except OSError as exc:
             _warn_once(self.folder, exc)
 
@@ -174,18 +176,6 @@ def _read_entry(path, n_samples, row_shape=None):
     if row_shape is not None and out.shape[1:] != tuple(row_shape):
         return None
     return out
-
-
-def _atomic_write(path, data):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _warn_once(folder, exc):

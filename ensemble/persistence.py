@@ -60,7 +60,7 @@ import numpy as np
 from ensemble._codec import Decoder, Encoder, UntrustedTypesError
 from ensemble.parts import MissingPartError, estimator_class, get_part, registered_estimators
 from ensemble.plugins import load_plugins
-from kze.files import locked, sha256_file
+from kze.files import atomic_path, locked, sha256_file
 
 __all__ = ["BundleError", "BundleVersionWarning", "UntrustedTypesError", "load", "read_manifest", "save"]
 
@@ -130,7 +130,8 @@ def save(estimator, path, *, metadata=None):
         with locked(root / ".lock"):
             name = f"v-{time.time_ns():020d}-{secrets.token_hex(4)}"
             os.rename(tmp, root / name)
-            _replace_text(root / POINTER, name + "\n")
+            with atomic_path(root / POINTER, durable=True) as tmp:
+                tmp.write_text(name + "\n", encoding="utf-8")
             _prune(root, keep=name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,21 +209,6 @@ def _versions(parts) -> dict:
     return versions
 
 
-def _replace_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-pointer-", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -241,6 +227,10 @@ def _prune(root: Path, keep: str) -> None:
         with contextlib.suppress(OSError):
             if now - p.lstat().st_mtime > _STALE_TMP_S or _writer_is_gone(p.name):
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for p in root.glob(f".{POINTER}.*.part"):  # a pointer's temporary file, left by a save killed while renaming
+        with contextlib.suppress(OSError):
+            if now - p.lstat().st_mtime > _STALE_TMP_S and not p.is_dir():
+                p.unlink()
 
 
 def _tmp_prefix() -> str:

@@ -20,10 +20,9 @@ Decisions:
 """
 
 import contextlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from kze.files import atomic_folder
 
 __all__ = ["export_saved_model"]
 
@@ -54,17 +53,10 @@ def export_saved_model(estimator, path):
     path = Path(path)
     _check_target(path)
     model = estimator.to_keras()
-    parent = path.absolute().parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-export-{os.getpid()}-", dir=parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
+    with atomic_folder(path, prefix=".tmp-export-") as tmp:  # replaces an empty folder; fails if one was filled meanwhile
         with contextlib.redirect_stdout(None):  # model.export prints a summary of the endpoint
             model.export(str(tmp), format="tf_saved_model", verbose=False)
         _check_target(path)
-        os.rename(tmp, path)  # replaces an empty folder; fails if one was filled meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -74,9 +66,3 @@ def _check_target(path):
         raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it")
     if path.is_dir() and any(path.iterdir()):
         raise FileExistsError(f"{path} is a non-empty folder; refusing to replace it")
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

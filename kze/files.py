@@ -31,10 +31,13 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ""):
+def atomic_path(path: str | os.PathLike, suffix: str = "", *, durable: bool = False):
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary name ends in ``suffix`` (for writers that check extensions).
+    With ``durable=True`` the file's bytes are flushed to the disk (``fsync``)
+    before the rename and the rename itself after it, so a power cut leaves
+    the old file or the new one (for small pointers that name other files).
     If the body raises, the temporary file is removed and ``path`` is untouched,
     so readers never see a half-written file. Errors name ``path``, never the
     hidden temporary file: a ``path`` that is a folder raises
@@ -54,7 +57,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the final file the usual mode
     try:
         yield Path(tmp)
+        if durable:
+            _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -65,6 +72,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
 
 _TMP_PREFIX = 40  # characters of the final name kept in the temporary one
+
+
+def _fsync(path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_file_name(path: str | os.PathLike) -> None:
@@ -95,6 +110,32 @@ def _naming(exc: BaseException, tmp: str, path: Path) -> BaseException:
         except Exception:  # an exception type that cannot be rebuilt from a message
             return exc
     return exc
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, prefix: str = ".tmp-"):
+    """Yield a new temporary folder next to ``path``; rename it onto ``path`` on success.
+
+    ``path`` must not exist or be an empty folder (a non-empty one makes the
+    rename fail, so a folder filled meanwhile is never replaced). If the body
+    raises, the temporary folder and what it holds are removed and ``path``
+    is untouched. The temporary name starts with ``prefix`` followed by the
+    process id (so a writer's leftovers can be told from a live writer's).
+    """
+    import shutil
+
+    path = Path(path)
+    parent = path.absolute().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the folder the usual mode
+    try:
+        yield tmp
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
