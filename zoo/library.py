@@ -26,7 +26,8 @@ from pathlib import Path
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "listing", "open_library", "prepare_trial", "ranked", "write_trial"]
+__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "float32_model", "listing", "open_library", "prepare_trial", "ranked", "write_model",
+           "write_trial"]
 
 
 def open_library(folder: str | os.PathLike) -> Registry:
@@ -138,22 +139,86 @@ def prepare_trial(
     dict
         The library entry.
     """
+    import optuna
+
+    search = {"study": study, "trial": int(trial), "objective": dict(objective), "hyperparameters": hyperparameters}
+    metrics = {"early_stopping": {k: round(float(v), 6) for k, v in clf.early_stopping_scores_.items()}}
+    return write_model(clf, folder, entry_name(study, trial), dataset=dataset, seconds=seconds, examples=examples,
+                       metrics=metrics, subset=subset, search=search, data=data, logs=logs,
+                       versions={"optuna": optuna.__version__})
+
+
+def write_model(
+    clf,
+    folder: str | os.PathLike,
+    name: str,
+    *,
+    dataset: str | None,
+    seconds: float,
+    examples: int,
+    metrics: dict,
+    subset: int | None = None,
+    command: str | None = None,
+    search: dict | None = None,
+    data: dict | None = None,
+    logs: str | None = None,
+    versions: dict | None = None,
+    model=None,
+) -> dict:
+    """Write a fitted :class:`zoo.ZooClassifier`'s weights (and vocabulary) into ``folder``; return its registry entry.
+
+    The one writer of trained models: ``zoo train`` (:func:`zoo.training.train`)
+    and every search trial (:func:`prepare_trial`) call it. The saved model is
+    the float32 one ``zoo.load`` rebuilds, without optimizer state; files are
+    written atomically and referenced with their sha256. The caller puts the
+    entry into a registry.
+
+    Parameters
+    ----------
+    clf : ZooClassifier
+        Fitted.
+    folder : path
+        A registry's ``weights_dir`` (or a scratch folder).
+    name : str
+        The entry name (files are ``<name>.weights.h5``, ``<name>.vocab.txt``).
+    dataset : str or None
+        The zoo dataset it was trained on (None for a user's data).
+    seconds : float
+        Training time.
+    examples : int
+        Examples given to ``fit``, its early-stopping slice included.
+    metrics : dict
+        The entry's ``metrics`` (splits or the early-stopping slice -> scores).
+    subset : int, optional
+        The ``subset`` of a smoke run.
+    command : str, optional
+        The command that trained it (``training.command``).
+    search : dict, optional
+        ``{"study", "trial", "objective", "hyperparameters"}`` of a search trial.
+    data : dict, optional
+        For a user's data: ``{"source", "examples", "sha256"}``.
+    logs : str, optional
+        Its log folder, relative to the library.
+    versions : dict, optional
+        Library versions recorded beside Keras, TensorFlow and NumPy.
+    model : keras.Model, optional
+        ``float32_model(clf)`` if the caller already built it (to measure it).
+
+    Returns
+    -------
+    dict
+    """
     import keras
     import numpy as np
-    import optuna
     import tensorflow as tf
 
-    from zoo import datasets
     from kze.files import atomic_path, atomic_write_text, sha256_file
-    from zoo.estimator import plain_value, set_model_weights
-    from zoo.models import build_model
+    from zoo import datasets
+    from zoo.estimator import plain_value
 
     folder = Path(folder)
-    name = entry_name(study, trial)
     spec = clf.spec_
-    # save the float32 model zoo.load rebuilds, without optimizer state
-    bare = build_model(spec["builder"], spec["params"], vocabulary=clf.vocabulary_)
-    set_model_weights(bare, clf.model_.get_weights())
+    bare = float32_model(clf) if model is None else model
     folder.mkdir(parents=True, exist_ok=True)
     weights_file = f"{name}.weights.h5"
     with atomic_path(folder / weights_file, suffix=".weights.h5") as tmp:
@@ -176,45 +241,49 @@ def prepare_trial(
     entry = {"name": name, "task": task}
     if dataset is not None:
         entry["dataset"] = dataset
-    entry.update(
-        {
-            "builder": spec["builder"],
-            "params": spec["params"],
-            "input": input_spec,
-            "classes": classes,
-            "weights": {"file": weights_file, "sha256": sha256_file(folder / weights_file)},
-        }
-    )
+    entry.update({"builder": spec["builder"], "params": spec["params"], "input": input_spec, "classes": classes,
+                  "weights": {"file": weights_file, "sha256": sha256_file(folder / weights_file)}})
     if text:
         vocab_file = f"{name}.vocab.txt"
         atomic_write_text(folder / vocab_file, "".join(t + "\n" for t in clf.vocabulary_))
         entry["vocabulary"] = {"file": vocab_file, "sha256": sha256_file(folder / vocab_file)}
     es_examples = spec["recipe"]["early_stopping_size"]
-    entry.update(
-        {
-            "parameters": int(bare.count_params()),
-            "metrics": {"early_stopping": {k: round(float(v), 6) for k, v in clf.early_stopping_scores_.items()}},
-            "recipe": spec["recipe"],
-            "search": {"study": study, "trial": int(trial), "objective": dict(objective), "hyperparameters": plain_value(hyperparameters)},
-            "training": {
-                "epochs_run": len(clf.history_["loss"]),
-                "best_epoch": int(clf.best_epoch_),
-                "seconds": round(seconds, 1),
-                "fit_examples": int(examples) - es_examples,
-                "early_stopping_examples": es_examples,
-                "subset": subset,
-                "date": _dt.date.today().isoformat(),
-            },
-        }
-    )
+    entry.update({"parameters": int(bare.count_params()), "metrics": metrics, "recipe": spec["recipe"]})
+    if search is not None:
+        entry["search"] = {**search, "hyperparameters": plain_value(search.get("hyperparameters", {}))}
+    entry["training"] = {
+        "epochs_run": len(clf.history_["loss"]),
+        "best_epoch": int(clf.best_epoch_),
+        "seconds": round(seconds, 1),
+        "fit_examples": int(examples) - es_examples,
+        "early_stopping_examples": es_examples,
+        "subset": subset,
+        "date": _dt.date.today().isoformat(),
+    }
+    if command is not None:
+        entry["training"]["command"] = command
     if data is not None:
         entry["data"] = dict(data)
     if logs is not None:
         entry["logs"] = logs
-    entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, "optuna": optuna.__version__}
+    entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, **(versions or {})}
     if dataset is not None:
         entry["licence"] = datasets.DATASETS[dataset]["licence"]
     return entry
+
+
+def float32_model(clf):
+    """The model ``zoo.load`` rebuilds from a fitted :class:`zoo.ZooClassifier`'s weights: float32, no optimizer state.
+
+    Its metrics are the ones an entry records, so they can be re-checked from the files.
+    """
+    from zoo.estimator import set_model_weights
+    from zoo.models import build_model
+
+    spec = clf.spec_
+    bare = build_model(spec["builder"], spec["params"], vocabulary=clf.vocabulary_)
+    set_model_weights(bare, clf.model_.get_weights())
+    return bare
 
 
 def write_trial(library: Registry, entry: dict, files: dict[str, bytes]) -> dict:

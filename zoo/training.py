@@ -39,11 +39,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
+from kze.files import atomic_write_text
 from zoo import datasets
-from kze.files import atomic_path, atomic_write_text, sha256_file
-from zoo.models import build_model, predict_proba, scores
+from zoo.library import float32_model, write_model
+from zoo.models import predict_proba, scores
 from zoo.recipes import recipe as _recipe
 from zoo.registry import Registry, shipped_path
 
@@ -145,11 +144,8 @@ def train(
     Returns
     -------
     dict
-        The new registry entry.
+        The new registry entry (written by ``zoo.library.write_model``, as every search trial's).
     """
-    import keras
-    import tensorflow as tf
-
     from zoo.estimator import ZooClassifier
 
     spec = _recipe(name)
@@ -172,56 +168,18 @@ def train(
     start = time.perf_counter()
     clf.fit(X, y)
     seconds = time.perf_counter() - start
-    model, vocabulary = clf.model_, clf.vocabulary_
-    es_examples = clf.spec_["recipe"]["early_stopping_size"]
     # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
-    bare = build_model(spec["builder"], spec["params"], vocabulary=vocabulary)  # no optimizer state in the file
-    bare.set_weights(model.get_weights())
-
+    bare = float32_model(clf)
     metrics = {}
     for split in ("validation", "test"):
         Xs, ys = datasets.load(spec["dataset"], split, data_dir)
         if subset is not None:
             Xs, ys = Xs[:subset], ys[:subset]
         metrics[split] = {k: round(v, 6) for k, v in scores(ys, predict_proba(bare, Xs)).items()}
-
-    reg.weights_dir.mkdir(parents=True, exist_ok=True)
-    weights_file = f"{name}.weights.h5"
-    with atomic_path(reg.weights_dir / weights_file, suffix=".weights.h5") as tmp:
-        bare.save_weights(tmp)
-    entry = {
-        "name": name,
-        "task": "text-classification" if vocabulary is not None else "image-classification",
-        "dataset": spec["dataset"],
-        "builder": spec["builder"],
-        "params": spec["params"],
-        "input": {"shape": [], "dtype": "string"} if vocabulary is not None else {"shape": [28, 28, 1], "dtype": "uint8"},
-        "classes": datasets.class_names(spec["dataset"]),
-        "weights": {"file": weights_file, "sha256": sha256_file(reg.weights_dir / weights_file)},
-    }
-    if vocabulary is not None:
-        vocab_file = f"{name}.vocab.txt"
-        atomic_write_text(reg.weights_dir / vocab_file, "".join(t + "\n" for t in vocabulary))
-        entry["vocabulary"] = {"file": vocab_file, "sha256": sha256_file(reg.weights_dir / vocab_file)}
-    entry.update(
-        {
-            "parameters": int(model.count_params()),
-            "metrics": metrics,
-            "recipe": cfg,
-            "training": {
-                "epochs_run": len(clf.history_["loss"]),
-                "best_epoch": clf.best_epoch_,
-                "seconds": round(seconds, 1),
-                "fit_examples": len(y) - es_examples,
-                "early_stopping_examples": es_examples,
-                "subset": subset,
-                "date": _dt.date.today().isoformat(),
-                "command": f"zoo train {name}" + (f" --epochs {epochs}" if epochs is not None else ""),
-            },
-            "versions": {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__},
-            "licence": datasets.DATASETS[spec["dataset"]]["licence"],
-        }
-    )
+    command = f"zoo train {name}" + (f" --epochs {epochs}" if epochs is not None else "")
+    entry = write_model(clf, reg.weights_dir, name, dataset=spec["dataset"], seconds=seconds, examples=len(y),
+                        metrics=metrics, subset=subset, command=command, model=bare)
+    entry["recipe"] = cfg
     reg.put(entry)
     atomic_write_text(run_dir / "metrics.json", json.dumps({"name": name, "metrics": metrics, "training": entry["training"]}, indent=2))
     return entry
