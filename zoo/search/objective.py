@@ -17,7 +17,9 @@ Decisions:
   they need; the two warm-up epochs spare slow starters.
 - The entry: :func:`run_trial` writes the weights and entry with
   ``zoo.library.add_trial`` (through ``prepare_trial``, which a Dask worker
-  calls too, its files then written by ``write_trial`` on the coordinator).
+  calls too, its files then written by ``write_trial`` on the coordinator);
+  ``prepare_trial`` calls ``zoo.library.write_model``, the function
+  ``zoo train`` writes its entries with.
 - Logs (``logs=True``): each trial writes the CSV log (``training.csv``) and
   TensorBoard event files (``tensorboard/``, histograms every epoch) that
   every entry's recipe lists, into ``LIB/runs/<entry>/``. They are extra
