@@ -98,3 +98,28 @@ def test_a_worker_refuses_a_data_file_changed_since_the_search_started(tmp_path)
     np.savez(tmp_path / "train.npz", X=changed, y=y[:200])
     with pytest.raises(ValueError, match=r"train\.npz changed since the search started .* refusing to train on it"):
         load_data(config)
+
+
+def test_a_study_recorded_with_the_legacy_data_digest_resumes_on_the_same_data_only(tmp_path):
+    """Studies record kze.data.data_hash_pair; one recorded by an earlier release (the legacy digest) still resumes."""
+    import optuna
+
+    from kze.data import data_hash_pair
+    from zoo.search.config import legacy_data_digest
+    from zoo.search.storage import STORAGE_FILE, open_storage
+
+    X, y = zoo.datasets.load("mnist", "train")
+    X, y = X[:240, ::4, ::4], y[:240]
+    lib = tmp_path / "lib"
+    options = dict(library=lib, X=X, y=y, epochs=1, space={}, study_name="legacy", executor="inprocess", progress=False, logs=False)
+    zoo.search("mlp", n_trials=1, **options)
+    study = optuna.load_study(study_name="legacy", storage=open_storage(str(lib / STORAGE_FILE)))
+    recorded = study.user_attrs["zoo"]
+    assert recorded["data_sha256"] == data_hash_pair(X, y) != legacy_data_digest(X, y)
+    study.set_user_attr("zoo", {**recorded, "data_sha256": legacy_data_digest(X, y)})  # as release 0.1 recorded it
+
+    assert zoo.search("mlp", n_trials=2, **options)["trials"]["complete"] == 2
+    changed = X.copy()
+    changed[0, 0, 0, 0] ^= 1
+    with pytest.raises(ValueError, match="was created with data_sha256"):
+        zoo.search("mlp", n_trials=3, **{**options, "X": changed})

@@ -277,7 +277,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         self._check_hyperparameters()
         soft = _soft_targets(y)  # (n, k) class probabilities, or None for labels
-        X, y, kind = self._validate_fit(X, y if soft is None else soft.argmax(axis=1))
+        X, y, kind = self.check_fit_data(X, y if soft is None else soft.argmax(axis=1))
         if soft is None:
             classes, y = np.unique(y, return_inverse=True)
         else:  # y: each row's most probable class, to stratify the slice and count accuracy
@@ -384,8 +384,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 f"it takes {', '.join(_PREFIX + p for p in valid)}"
             )
 
-    def _validate_fit(self, X, y):
-        """``(X, y, kind)`` with kind in {"images", "features", "text"}, checked for the builder."""
+    def check_fit_data(self, X, y):
+        """``(X, y, kind)`` with kind in {"images", "features", "text"}, checked for the builder (what ``fit`` accepts)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         kind = self._input_kind(X)

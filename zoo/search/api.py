@@ -20,7 +20,7 @@ import contextlib
 import os
 import time
 
-from zoo.search.config import METRICS, make_config
+from zoo.search.config import METRICS, legacy_data_digest, make_config
 from zoo.search.storage import DB_FILE, STORAGE_FILE, absolute_url, check_url, open_storage, quiet_optuna
 from zoo.search.trials import check_study, keep_recorded_choices, summary
 
@@ -174,7 +174,11 @@ def search(
         with quiet_optuna():  # no "new study created" line
             study = optuna.create_study(study_name=config.study, storage=opened, direction=METRICS[config.metric], load_if_exists=True,
                                         pruner=pruner)
-        check_study(study, {"builder": config.builder, "dataset": config.dataset, "data_sha256": config.data_info and config.data_info["sha256"],
+        data_sha256 = config.data_info and config.data_info["sha256"]
+        recorded = (study.user_attrs.get("zoo") or {}).get("data_sha256")
+        if data_sha256 and recorded not in (None, data_sha256) and recorded == legacy_data_digest(*arrays):
+            data_sha256 = recorded  # a study recorded before the one data hash, resumed on the same data
+        check_study(study, {"builder": config.builder, "dataset": config.dataset, "data_sha256": data_sha256,
                             "subset": config.subset, "metric": config.metric})
         resolved = dict(config.space)
         keep_recorded_choices(study, resolved, space)

@@ -16,10 +16,11 @@ Decisions:
   not plain values travel beside it: the user's arrays (a ``.npz`` file's
   absolute path, re-read and checked against the study's data digest, or
   arrays scattered to a Dask cluster) and the Optuna pruner object.
-- The data digest (:func:`data_digest`) is the one recorded in every study so
-  far (user attribute ``zoo.data_sha256``): sha256 of the arrays' kinds,
-  shapes and values. It is kept as is, so studies recorded before keep
-  resuming; changing it would refuse them.
+- The data digest recorded in a study (user attribute ``zoo.data_sha256``)
+  is the project's one data hash, ``kze.data.data_hash_pair(X, y)``.
+  Studies recorded before it existed hold :func:`legacy_data_digest` (the
+  arrays' kinds, shapes and values); resuming one checks the data against
+  that digest instead, so they keep resuming on the same data.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_PRUNER", "EXECUTORS", "METRICS", "RUNS_FOLDER", "SearchConfig", "check_int", "data_digest", "make_config",
+from kze.data import data_hash_pair
+
+__all__ = ["DEFAULT_PRUNER", "EXECUTORS", "METRICS", "RUNS_FOLDER", "SearchConfig", "check_int", "legacy_data_digest", "make_config",
            "read_npz", "starting_point", "train_examples", "user_data"]
 
 METRICS = {"accuracy": "maximize", "log_loss": "minimize"}
@@ -336,8 +339,8 @@ def user_data(builder: str, X, y, data, base: dict):
         raise ValueError("X given without y")
     from zoo.estimator import ZooClassifier
 
-    X, y, _ = ZooClassifier(builder, **{k: v for k, v in base.items() if k != "builder"})._validate_fit(X, y)
-    return (X, y), {"source": source, "examples": len(y), "sha256": data_digest(X, y)}
+    X, y, _ = ZooClassifier(builder, **{k: v for k, v in base.items() if k != "builder"}).check_fit_data(X, y)
+    return (X, y), {"source": source, "examples": len(y), "sha256": data_hash_pair(X, y)}
 
 
 def read_npz(path) -> tuple:
@@ -349,8 +352,8 @@ def read_npz(path) -> tuple:
         raise ValueError(str(exc)) from None
 
 
-def data_digest(X: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of the data's shapes, types and values (strings by their UTF-8 bytes)."""
+def legacy_data_digest(X: np.ndarray, y: np.ndarray) -> str:
+    """The data digest studies recorded before ``kze.data.data_hash_pair``: sha256 of shapes, types and values."""
     digest = hashlib.sha256()
     for a in (np.asarray(X), np.asarray(y)):
         digest.update(f"{a.dtype.kind}{a.dtype.itemsize}:{a.shape};".encode())
