@@ -9,13 +9,14 @@ library writes included; for Dask, the local cluster's start too), ``trial``
 Optuna's mean trial duration (ask to tell: the fit, the entry, the logs),
 ``fit`` the mean training time the library entries record; then the ratios.
 A worker process (``worker``, ``processes``, ``dask``) pays its start once per
-process: the default ``worker`` once per 10 trials, so a one-trial search
-shows all of it in ``wall/fit``, a long search a tenth of it per trial.
+process: the default ``worker`` once per 10 trials (here once per search of
+3 trials, so ``wall/fit`` carries a third of it per trial; a long search a
+tenth), ``processes`` and ``dask`` once per trial.
 Small trials (300 images, 1 epoch) show the fixed cost of each executor;
 real trials (a fit of about 30 s or more) show whether it still matters.
 The README's search section shows the table this printed.
 
-Usage: python scripts/bench_search.py [--quick]   (about 8 minutes on 2 cores; --quick: small trials only)
+Usage: python scripts/bench_search.py [--quick]   (about 12 minutes on 2 cores; --quick: small trials only)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 LR_ONLY = {"replace": True, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
-SIZES = {"small": {"trials": 3, "subset": 300, "epochs": 1}, "real": {"trials": 1, "subset": 40000, "epochs": 8}}
+SIZES = {"small": {"trials": 3, "subset": 300, "epochs": 1}, "real": {"trials": 3, "subset": 40000, "epochs": 8}}
 
 
 def _search(executor: str, size: dict, folder: str) -> dict:
