@@ -1,9 +1,6 @@
 """The ``ensemble`` command, driven as a subprocess: fit-weights, evaluate, stack, diversity and error paths."""
 
 import json
-import os
-import subprocess
-import sys
 
 import joblib
 import numpy as np
@@ -14,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
 import ensemble
+from clirun import run_command
 import zoo
 from ensemble.preprocessing import Flatten
 from zoo.models import scores
@@ -21,8 +19,8 @@ from zoo.models import scores
 MEMBERS = ["mnist_mlp", "mnist_sepconv"]
 
 
-def run_ensemble(*args, check=True, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "ensemble", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd, env=os.environ.copy())
+def run_ensemble(*args, check=True, cwd=None, fresh=False):
+    proc = run_command("ensemble", *args, cwd=cwd, fresh=fresh)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

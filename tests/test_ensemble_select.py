@@ -1,16 +1,14 @@
 """``ensemble select``: Caruana's selection from a model library, end to end, on a tiny library of MNIST models."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 import ensemble
+from clirun import run_command
 import zoo
 from ensemble.calibration import apply_temperature
 from zoo.library import add_trial, open_library
@@ -18,8 +16,7 @@ from zoo.models import scores
 
 
 def run_ensemble(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ensemble", *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env=os.environ.copy(), check=False)
+    proc = run_command("ensemble", *args)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

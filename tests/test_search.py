@@ -13,6 +13,7 @@ import time
 import numpy as np
 import optuna
 import pytest
+from clirun import run_command
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
@@ -39,7 +40,7 @@ def first_draw(space, seed):
 
 
 def run_zoo(*args, check=True, **kwargs):
-    proc = subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, timeout=600, check=False, **kwargs)
+    proc = run_command("zoo", *args, **kwargs)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

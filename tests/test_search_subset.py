@@ -2,11 +2,10 @@
 a subset too large for the data is refused in one line and leaves nothing behind, so later runs on that library work."""
 
 import json
-import subprocess
-import sys
 
 import optuna
 import pytest
+from clirun import run_command
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import zoo
@@ -15,7 +14,7 @@ from zoo.search.storage import STORAGE_FILE
 
 
 def run_zoo(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, timeout=600, check=False)
+    proc = run_command("zoo", *args)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -4,12 +4,10 @@ every other Unicode separator stays inside its review; an empty line is refused,
 So row i of the predictions is always line i + 1 of the file."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clirun import run_command
 
 import ensemble
 import zoo
@@ -28,8 +26,7 @@ REVIEWS = [
 
 
 def run_cli(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env=os.environ.copy(), check=False)
+    return run_command(module, *args)
 
 
 def write_lines(path, lines, ending="\n", last=True):

@@ -1,22 +1,18 @@
-"""The ``zoo`` command, driven as a subprocess: every command, its --json output and its error paths."""
+"""The ``zoo`` command (its real entry point, see ``clirun``): every command, its --json output and its error paths."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import zoo
+from clirun import run_command
 from zoo import Registry
 
 
-def run_zoo(*args, env=None, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
-    )
+def run_zoo(*args, env=None, check=True, fresh=False):
+    proc = run_command("zoo", *args, env=env, fresh=fresh)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
