@@ -64,8 +64,8 @@ START_TIMEOUT = 30.0  # seconds a spawned worker has to report that it started
 _MAX_DEATHS = 3  # consecutive abnormal exits of one worker slot before the search gives up
 _POLL = 1.0
 GUARD = ('a search worker process could not start: a spawned process re-imports the script that started the search, so '
-         'the code that calls zoo.search must sit under  if __name__ == "__main__":  (or use the default executor="inprocess", '
-         'which starts no process)')
+         'the code that calls zoo.search must sit under  if __name__ == "__main__":  (or use the default executor="worker", or "inprocess", '
+         'which start no process that re-imports it)')
 
 
 class GuardError(RuntimeError):
