@@ -13,7 +13,7 @@ from ensemble import solvers
 from ensemble._keras import KerasMember
 from ensemble.blend import BlendClassifier, BlendRegressor
 from ensemble.chunked import predict_chunked
-from ensemble.distillation import distill
+from ensemble.distillation import distill, distill_into
 from ensemble.diversity import Diversity, diversity
 from ensemble.kinds import MemberKind, kind_of, register_member_kind
 from ensemble.persistence import load, save
@@ -30,6 +30,7 @@ __all__ = [
     "StackClassifier",
     "StackRegressor",
     "distill",
+    "distill_into",
     "diversity",
     "export_saved_model",
     "kind_of",

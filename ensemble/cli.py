@@ -72,32 +72,11 @@ def _load_data(args, split: str) -> tuple:
 
 def _open_xy(args) -> tuple:
     """``--x`` (a memory-mapped .npy array or a text file's lines) and ``--y`` (a memory-mapped .npy array)."""
-    import numpy as np
-
-    from ensemble.chunked import open_input
-
     if args.data:
         raise UsageError("give --x and --y, or --data, not both")
     if not (args.x and args.y):
         raise UsageError("--x and --y go together: the inputs and their labels")
-    for option, path in (("--x", args.x), ("--y", args.y)):
-        if not Path(path).is_file():
-            raise UsageError(f"{option} {path}: no such file")
-    if Path(args.x).suffix == ".npz" or Path(args.y).suffix != ".npy":
-        raise UsageError("--x takes a .npy array or a text file (one review per line), --y a .npy array; for an .npz file use --data")
-    try:
-        X = open_input(args.x)
-        y = np.load(args.y, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read --x {args.x} / --y {args.y}: {exc}") from None
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or y.dtype.kind not in "biuUS":
-        raise UsageError(f"--y {args.y}: expected one label per row (integers or strings), got shape {y.shape} and dtype {y.dtype}")
-    if len(X) != len(y):
-        raise UsageError(f"--x {args.x} has {len(X)} rows but --y {args.y} has {len(y)} labels")
-    if len(y) == 0:
-        raise UsageError(f"--x {args.x} holds no examples")
+    X, y = evaluation.open_xy(args.x, args.y)
     return X, y, evaluation.data_record(X, y, x=str(args.x), y=str(args.y))
 
 
@@ -292,6 +271,18 @@ def _cmd_diversity(args):
 # --------------------------------------------------------------------------- parser
 
 
+def _cmd_distill(args):
+    import ensemble
+
+    X, _, where = _load_data(args, args.split)
+    X = X if args.subset is None else X[: args.subset]
+    name = args.name or f"{args.dataset or Path(args.data).stem}_student"
+    result = ensemble.distill_into(args.path, X, args.student, args.out, name=name, dataset=args.dataset, temperature=args.temperature,
+                                   epochs=args.epochs, seed=args.seed, trusted=args.trust, progress=not args.quiet)
+    return Output({**result, "data": where}, f"{result['name']} written to {result['library']}: distilled in {result['seconds']} s, "
+                  f"early-stopping slice {result['metrics']['early_stopping']}")
+
+
 def build_parser():
     parser, sub, common = make_parser("ensemble", "Blend and stack zoo models and saved scikit-learn/XGBoost models.")
     datasets = sources.dataset_names()  # registered by the plug-ins
@@ -368,6 +359,18 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="PATH", help="SavedModel folder to create (refused if it exists and is not empty)")
     trust_args(p)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("distill", parents=[common], help="train a student (a zoo recipe or builder) on a saved ensemble's soft labels")
+    p.add_argument("path", metavar="DIR")
+    p.add_argument("--student", required=True, metavar="NAME", help="a zoo recipe (fashion_mnist_bn_cnn: its augmentation, schedule) or builder")
+    p.add_argument("--out", required=True, metavar="LIB", help="model library to write the student into (created if missing)")
+    p.add_argument("--name", metavar="ENTRY", help="the student's entry name (default: <dataset or data>_student)")
+    p.add_argument("--temperature", type=float, default=1.0, help="soft labels p**(1/T), renormalised (default: 1)")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="override the student's epochs")
+    p.add_argument("--subset", type=positive_int, metavar="N", help="distil on the first N examples only (a smoke run)")
+    trust_args(p)
+    data_args(p, "train")
+    p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("diversity", parents=[common], help="member accuracy, log loss and pairwise diversity")
     member_args(p, required=False)

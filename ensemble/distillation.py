@@ -214,3 +214,51 @@ def _load_teacher(path, trusted):
 def _plain_list(values) -> list:
     """``values`` as a JSON-able list (NumPy scalars as Python ones)."""
     return np.asarray(values).tolist()
+
+
+def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.0, epochs=None, seed=0, trusted=None,
+                 progress=None):
+    """Distil a saved ensemble into a student named by a plug-in, and save it where the plug-in saves students.
+
+    What ``ensemble distill DIR --student NAME --out OUT`` does: the student
+    comes from :func:`ensemble.sources.make_student` (the zoo registers its
+    recipes and builders, saved as model-library entries that record
+    ``distilled_from``).
+
+    Parameters
+    ----------
+    teacher : path
+        The saved ensemble's folder.
+    X : array
+        The inputs to distil on (usually the training split the members saw).
+    student : str
+        A student name a plug-in resolves (a zoo recipe such as ``"fashion_mnist_bn_cnn"``, or a builder).
+    out : path
+        Where the plug-in writes the student (for the zoo: a model library folder).
+    name : str
+        The student's name there.
+    dataset : str, optional
+        The registered dataset ``X`` comes from, recorded with the student.
+    temperature, trusted, progress
+        As for :func:`distill`.
+    epochs : int, optional
+        Override the student's number of epochs.
+    seed : int, default=0
+        The student's random seed.
+
+    Returns
+    -------
+    dict
+        What the plug-in wrote (``name`` and more), plus ``seconds`` and ``distilled_from``.
+    """
+    import time
+
+    from ensemble.sources import make_student
+
+    model, save = make_student(student, epochs=epochs, seed=seed, examples=len(X))
+    started = time.perf_counter()
+    distill(teacher, X, model, temperature=temperature, trusted=trusted, progress=progress)
+    seconds = time.perf_counter() - started
+    command = f"ensemble distill {teacher} --student {student} --temperature {temperature}"
+    record = save(model, out, name=name, dataset=dataset, seconds=seconds, examples=len(X), command=command)
+    return {**record, "seconds": round(seconds, 1), "distilled_from": model.distilled_from_}

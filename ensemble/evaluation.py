@@ -23,6 +23,7 @@ Design decisions:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -213,3 +214,35 @@ def report(rows, ensemble_scores, split: str, label: str, *, weights: bool = Fal
     lines.append([label, *([1.0] if weights else []), ensemble_scores["accuracy"], ensemble_scores["log_loss"]])
     gain = 100 * (ensemble_scores["accuracy"] - best)
     return f"{label} on {split}\n" + table(headers, lines) + f"\n\ngain over the best member: {gain:+.2f} accuracy points"
+
+
+def open_xy(x, y) -> tuple:
+    """Inputs larger than memory and their labels: ``x`` a ``.npy`` array (memory-mapped) or a UTF-8 text file, one example
+    per line (:class:`~ensemble.chunked.TextLines`); ``y`` a ``.npy`` array of one label per row (memory-mapped).
+
+    Raises
+    ------
+    ValueError
+        A missing or unreadable file, a ``.npz`` file, labels that are not one per row, or row counts that differ.
+    """
+    from ensemble.chunked import open_input
+
+    for option, path in (("--x", x), ("--y", y)):
+        if not Path(path).is_file():
+            raise ValueError(f"{option} {path}: no such file")
+    if Path(x).suffix == ".npz" or Path(y).suffix != ".npy":
+        raise ValueError("--x takes a .npy array or a text file (one review per line), --y a .npy array; for an .npz file use --data")
+    try:
+        X = open_input(x)
+        labels = np.load(y, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read --x {x} / --y {y}: {exc}") from None
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.dtype.kind not in "biuUS":
+        raise ValueError(f"--y {y}: expected one label per row (integers or strings), got shape {labels.shape} and dtype {labels.dtype}")
+    if len(X) != len(labels):
+        raise ValueError(f"--x {x} has {len(X)} rows but --y {y} has {len(labels)} labels")
+    if len(labels) == 0:
+        raise ValueError(f"--x {x} holds no examples")
+    return X, labels

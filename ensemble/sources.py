@@ -90,6 +90,7 @@ class _Source:
 _DATASETS: dict[str, _Source] = {}
 _MEMBER_SOURCES: list[_Source] = []
 _LIBRARIES: list[_Source] = []
+_STUDENTS: list[_Source] = []
 
 
 def _plugins() -> None:
@@ -154,6 +155,44 @@ def register_library(detect: Callable, members: Callable, *, description: str) -
     """
     if all(s.load is not members for s in _LIBRARIES):
         _LIBRARIES.append(_Source(members, description, detect))
+
+
+def register_student(resolve: Callable, save: Callable, *, description: str) -> None:
+    """Let ``ensemble distill --student NAME`` build a student by name and save it.
+
+    Parameters
+    ----------
+    resolve : callable
+        ``resolve(name, *, epochs=None, seed=0, examples=None)`` returns an
+        unfitted student that learns from soft targets (see
+        :func:`ensemble.distill`) on ``examples`` examples, or None when
+        ``name`` is not one of its names.
+    save : callable
+        ``save(student, out, *, name, dataset, seconds, examples, command)``
+        writes the fitted student into ``out`` and returns a dict describing
+        what it wrote (at least ``"name"``).
+    description : str
+        What the names are (``"a zoo recipe or builder"``).
+    """
+    if all(s.load is not resolve for s in _STUDENTS):
+        _STUDENTS.append(_Source(resolve, description, save))
+
+
+def make_student(name: str, *, epochs: int | None = None, seed: int = 0, examples: int | None = None) -> tuple:
+    """``(student, save)`` for a registered student name (see :func:`register_student`).
+
+    Raises
+    ------
+    ValueError
+        If no plug-in knows ``name``.
+    """
+    _plugins()
+    for source in _STUDENTS:
+        student = source.load(name, epochs=epochs, seed=seed, examples=examples)
+        if student is not None:
+            return student, source.extra
+    kinds = " nor ".join(s.description for s in _STUDENTS) or "a student name (no plug-in registered any)"
+    raise ValueError(f"student {name!r} is not {kinds}")
 
 
 # --------------------------------------------------------------------------- datasets

@@ -160,3 +160,39 @@ def test_a_sigmoid_text_model_learns_two_class_soft_targets():
     assert clf.model_.output_shape[-1] == 1 and clf.classes_.tolist() == [0, 1]
     np.testing.assert_allclose(clf.predict_proba(texts[:4]), P[:4], atol=0.15)  # measured within 0.07: probabilities, not labels
     assert clf.history_["accuracy"][-1] > 0.9  # agreement with each row's argmax (Keras' binary accuracy would be 0 on soft targets)
+
+
+def test_the_distill_command_writes_a_loadable_library_entry_with_its_provenance(tmp_path, data_dir):
+    """`ensemble distill DIR --student RECIPE --out LIB`: a zoo recipe's student, distilled on a few hundred raw MNIST
+    images for one epoch, becomes a model-library entry that zoo.load reads back, recording the teacher's manifest sha256."""
+    import json
+
+    from sklearn.pipeline import make_pipeline
+
+    import zoo
+    from clirun import run_command
+    from ensemble.preprocessing import Flatten
+
+    X, y = datasets.load("mnist", "train", data_dir)
+    teacher = BlendClassifier([make_pipeline(Flatten(), LogisticRegression(max_iter=200)), make_pipeline(Flatten(), RandomForestClassifier(n_estimators=30, random_state=0))])
+    teacher.fit(X[:400], y[:400])
+    ensemble.save(teacher, tmp_path / "teacher")
+    np.savez(tmp_path / "distil.npz", X=X[400:800], y=y[400:800])
+    proc = run_command("ensemble", "distill", tmp_path / "teacher", "--student", "mnist_mlp", "--out", tmp_path / "lib", "--data",
+                       tmp_path / "distil.npz", "--epochs", "1", "--temperature", "2", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["name"] == "distil_student"
+    _, folder = read_manifest(tmp_path / "teacher")
+    entry = zoo.Registry(tmp_path / "lib" / "registry.yaml").entry("distil_student")
+    assert entry["distilled_from"]["teacher_sha256"] == sha256_file(folder / MANIFEST)
+    assert entry["distilled_from"]["temperature"] == 2.0 and entry["distilled_from"]["n_examples"] == 400
+    assert entry["training"]["command"].startswith("ensemble distill") and entry["builder"] == "mlp"
+    student = zoo.load("distil_student", registry=tmp_path / "lib" / "registry.yaml")
+    proba = zoo.predict_proba(student, X[800:900])
+    assert proba.shape == (100, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
+
+    unknown = run_command("ensemble", "distill", tmp_path / "teacher", "--student", "mnist_resnet152", "--out", tmp_path / "lib2",
+                          "--data", tmp_path / "distil.npz", "--quiet")
+    assert unknown.returncode == 2 and "student 'mnist_resnet152' is not a zoo recipe" in unknown.stderr
+    assert not (tmp_path / "lib2").exists()

@@ -115,6 +115,7 @@ def _register_sources() -> None:
     sources.register_member_source(_zoo_member, description="a zoo model (see `zoo list`)", dataset_of=_member_dataset)
     sources.register_library(lambda folder: (folder / "registry.yaml").is_file(), _library_members,
                              description="a folder holding registry.yaml, as `zoo search` writes")
+    sources.register_student(_student, _save_student, description="a zoo recipe (its builder, hyperparameters and recipe) or builder")
 
 
 def _load_split(name, split, *, progress=True):
@@ -185,6 +186,43 @@ def _member_dataset(estimator):
 
     origin = provenance(estimator.model) if isinstance(estimator, KerasMember) else None
     return origin["entry"].get("dataset") if origin else None
+
+
+
+
+def _student(name, *, epochs=None, seed=0, examples=None):
+    """An unfitted ``ZooClassifier``: a zoo recipe's (its augmentation and schedule) or a builder's defaults; None for other names.
+
+    On fewer examples than four times the recipe's early-stopping slice, the
+    slice is a quarter of them (at least 32), as for ``zoo train --subset``.
+    """
+    from zoo.estimator import ZooClassifier
+    from zoo.recipes import RECIPES
+    from zoo.registry import BUILDER_KINDS
+
+    params = {"random_state": seed} if epochs is None else {"random_state": seed, "epochs": int(epochs)}
+    if name in RECIPES:
+        student = ZooClassifier.from_zoo(name, **params)
+    elif name in BUILDER_KINDS:
+        student = ZooClassifier(name, **params)
+    else:
+        return None
+    size = student.early_stopping_size
+    if examples is not None and isinstance(size, int) and size * 4 > examples:  # a fraction or None fits any size
+        student.set_params(early_stopping_size=max(examples // 4, 32))
+    return student
+
+
+def _save_student(student, out, *, name, dataset, seconds, examples, command):
+    """Write a distilled student into the model library ``out`` (created if missing); its entry records ``distilled_from``."""
+    from zoo.library import open_library, write_model
+
+    library = open_library(out)
+    metrics = {"early_stopping": {k: round(float(v), 6) for k, v in student.early_stopping_scores_.items()}}
+    entry = write_model(student, library.weights_dir, name, dataset=dataset, seconds=seconds, examples=examples, metrics=metrics,
+                        command=command, distilled_from=student.distilled_from_)
+    library.put(entry)
+    return {"name": name, "library": str(library.path.parent), "parameters": entry["parameters"], "metrics": metrics}
 
 
 _register_sources()

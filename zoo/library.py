@@ -164,6 +164,7 @@ def write_model(
     logs: str | None = None,
     versions: dict | None = None,
     model=None,
+    distilled_from: dict | None = None,
 ) -> dict:
     """Write a fitted :class:`zoo.ZooClassifier`'s weights (and vocabulary) into ``folder``; return its registry entry.
 
@@ -203,6 +204,9 @@ def write_model(
         Library versions recorded beside Keras, TensorFlow and NumPy.
     model : keras.Model, optional
         ``float32_model(clf)`` if the caller already built it (to measure it).
+    distilled_from : dict, optional
+        A distilled student's provenance (``ensemble.distill``'s
+        ``distilled_from_``: the teacher's sha256, the temperature, the data).
 
     Returns
     -------
@@ -266,6 +270,8 @@ def write_model(
         entry["data"] = dict(data)
     if logs is not None:
         entry["logs"] = logs
+    if distilled_from is not None:
+        entry["distilled_from"] = plain_value(distilled_from)
     entry["versions"] = {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__, **(versions or {})}
     if dataset is not None:
         entry["licence"] = datasets.DATASETS[dataset]["licence"]
