@@ -35,6 +35,9 @@ import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 
+from kze.data import load_npz
+from kze.startup import quiet_tensorflow_start
+
 __all__ = [
     "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Output", "Parser", "UsageError", "escape", "fraction", "load_npz",
     "make_parser", "package_version", "positive_int", "quiet_tensorflow_start", "run", "table",
@@ -242,27 +245,6 @@ def _first_line(obj) -> str:
     return escape(str(obj).strip().split("\n")[0])
 
 
-def quiet_tensorflow_start() -> None:
-    """Import TensorFlow and initialise its devices with file descriptor 2 muted.
-
-    TensorFlow's C++ runtime logs start-up notices (oneDNN, CUDA probing) to
-    stderr before any log level applies; they are noise for a command-line user.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-
-        tf.config.list_logical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class Output:
     """A command's result: ``data`` for ``--json``, ``text`` for people."""
 
@@ -307,27 +289,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], floats: str 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in cells)])
 
 
-def load_npz(path: str) -> tuple:
-    """Read ``X`` and ``y`` from a user's ``.npz`` file (no pickle)."""
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = {"X", "y"} - set(npz.files)
-            if missing:
-                raise UsageError(f"{path} lacks array(s) {', '.join(sorted(missing))}; expected arrays named X and y")
-            X, y = npz["X"], npz["y"]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"cannot read {path} as .npz: {exc}") from exc
-    for name, array in (("X", X), ("y", y)):
-        if array.ndim == 0:
-            raise UsageError(f"{path}: {name} is a single value (a 0-d array); expected one row per example")
-        if len(array) == 0:
-            raise UsageError(f"{path}: {name} is empty (shape {array.shape}); expected at least one example")
-    if len(X) != len(y):
-        raise UsageError(f"{path}: X has {len(X)} rows but y has {len(y)}")
-    if X.dtype.kind == "U":
-        X = X.astype(object)
-    return X, y

@@ -185,3 +185,29 @@ def _release(X):
         mm.madvise(mmap.MADV_DONTNEED)
     except (OSError, ValueError):  # a closed map, or a platform without it: pages stay until the kernel needs them
         pass
+
+
+def load_npz(path: str) -> tuple:
+    """Read ``X`` and ``y`` from a user's ``.npz`` file (no pickle); ``ValueError`` names what is wrong with it."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"X", "y"} - set(npz.files)
+            if missing:
+                raise ValueError(f"{path} lacks array(s) {', '.join(sorted(missing))}; expected arrays named X and y")
+            X, y = npz["X"], npz["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read {path} as .npz: {exc}") from exc
+    for name, array in (("X", X), ("y", y)):
+        if array.ndim == 0:
+            raise ValueError(f"{path}: {name} is a single value (a 0-d array); expected one row per example")
+        if len(array) == 0:
+            raise ValueError(f"{path}: {name} is empty (shape {array.shape}); expected at least one example")
+    if len(X) != len(y):
+        raise ValueError(f"{path}: X has {len(X)} rows but y has {len(y)}")
+    if X.dtype.kind == "U":
+        X = X.astype(object)
+    return X, y

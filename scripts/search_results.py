@@ -98,7 +98,7 @@ def predict_seconds(path: Path, dataset: str, member: str) -> dict:
     """Seconds to predict the test split: the ensemble (no cache) against one member."""
     import ensemble
     from zoo import datasets
-    from zoo._cli import quiet_tensorflow_start
+    from kze.startup import quiet_tensorflow_start
 
     quiet_tensorflow_start()
     X, _ = datasets.load(dataset, "test")

@@ -344,12 +344,9 @@ def user_data(builder: str, X, y, data, base: dict):
 
 
 def read_npz(path) -> tuple:
-    from kze.cli import UsageError, load_npz
+    from kze.data import load_npz
 
-    try:
-        return load_npz(str(path))
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
+    return load_npz(str(path))
 
 
 def legacy_data_digest(X: np.ndarray, y: np.ndarray) -> str:

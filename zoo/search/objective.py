@@ -66,7 +66,7 @@ def start_tensorflow(workers: int) -> None:
         threads = str(max(1, (os.cpu_count() or 1) // workers))
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
-    from kze.cli import quiet_tensorflow_start
+    from kze.startup import quiet_tensorflow_start
 
     quiet_tensorflow_start()
     import tensorflow as tf
