@@ -7,9 +7,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
+import zoo
 from zoo import Registry
 from zoo.search import SearchConfig
 
@@ -141,3 +144,27 @@ def test_bad_executor_arguments_are_refused_before_any_work(tmp_path, kwargs, me
     with pytest.raises(ValueError, match=message):
         zoo.search("mnist_mlp", library=tmp_path / "lib", n_trials=1, subset=300, epochs=1, **kwargs)
     assert not (tmp_path / "lib").exists() and time.perf_counter() - started < 60
+
+
+def test_the_shipped_library_from_before_search_v2_still_lists_and_resumes(tmp_path):
+    """libraries/fashion_mnist (its journal written by release 0.1's zoo.tuning) lists its trials and resumes with the
+    command in its space file: asked for the trials it already counts, the search runs none and rewrites nothing.
+    Resumed with another space, it is refused before any trial (Optuna would fail the next trial)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    library = tmp_path / "fashion_mnist"
+    shutil.copytree(root / "libraries" / "fashion_mnist", library)
+    studies = {s["study"]: s["trials"] for s in zoo.search.history(library)["studies"]}
+    complete = [t for t in studies["fashion_mnist_bn_cnn"] if t["state"] == "complete"]
+    assert complete and all(t["entry"] in Registry(library / "registry.yaml") for t in complete)
+    journal = (library / "search.journal").read_bytes()
+    space = yaml.safe_load((root / "searches" / "fashion_mnist_bn_cnn.yaml").read_text())
+    options = dict(library=library, n_trials=len(complete), executor="inprocess", progress=False)
+    summary = zoo.search("fashion_mnist_bn_cnn", space=space, **options)
+    assert summary["trials"]["complete"] == len(complete) and summary["best"]["value"] == max(t["value"] for t in complete)
+    with pytest.raises(ValueError, match="drew dense from .* resume it with the space it was started with"):
+        zoo.search("fashion_mnist_bn_cnn", **{**options, "n_trials": len(complete) + 1})
+    assert (library / "search.journal").read_bytes().startswith(journal)  # appended to, never rewritten (Optuna logs each open)
+    after = {s["study"]: s["trials"] for s in zoo.search.history(library)["studies"]}
+    assert after == studies  # no trial started, none changed

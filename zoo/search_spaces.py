@@ -57,7 +57,7 @@ import copy
 import json
 import numbers
 
-__all__ = ["FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "resolve", "space", "suggest"]
+__all__ = ["FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "choice_labels", "resolve", "space", "suggest"]
 
 # ZooClassifier settings a space may set; early_stopping_size and random_state are
 # left out on purpose: they change the early-stopping slice the trials are compared on.
@@ -362,6 +362,11 @@ def _label(choice):
     return json.dumps(choice) if isinstance(choice, (list, tuple, dict)) else choice
 
 
+def choice_labels(choices) -> list:
+    """The values Optuna records for a categorical hyperparameter's ``choices`` (lists and mappings as JSON text)."""
+    return [_label(c) for c in choices]
+
+
 def suggest(trial, space: dict) -> dict:
     """The values ``trial`` draws from a resolved ``space``, by hyperparameter name (fixed ones included)."""
     values = {}
@@ -370,7 +375,7 @@ def suggest(trial, space: dict) -> dict:
             values[name] = copy.deepcopy(spec)
         elif "choices" in spec:
             labels = {json.dumps(_label(c)): c for c in spec["choices"]}
-            picked = trial.suggest_categorical(name, [_label(c) for c in spec["choices"]])
+            picked = trial.suggest_categorical(name, choice_labels(spec["choices"]))
             values[name] = copy.deepcopy(labels[json.dumps(picked)])
         elif all(isinstance(spec[k], numbers.Integral) for k in ("low", "high")) and isinstance(spec.get("step", 1), numbers.Integral):
             values[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))

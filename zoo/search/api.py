@@ -22,7 +22,7 @@ import time
 
 from zoo.search.config import METRICS, legacy_data_digest, make_config
 from zoo.search.storage import DB_FILE, STORAGE_FILE, absolute_url, check_url, open_storage, quiet_optuna
-from zoo.search.trials import check_study, keep_recorded_choices, summary
+from zoo.search.trials import check_choices, check_study, keep_recorded_choices, summary
 
 __all__ = ["search"]
 
@@ -182,6 +182,7 @@ def search(
                             "subset": config.subset, "metric": config.metric})
         resolved = dict(config.space)
         keep_recorded_choices(study, resolved, space)
+        check_choices(study, resolved)
         config = config.replace(space=resolved)
         runner.run(study, opened, registry, config, arrays=arrays, pruner=pruner, progress=progress)
         return summary(study, config, time.perf_counter() - started, storage if storage is not None else config.storage)

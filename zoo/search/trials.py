@@ -47,7 +47,7 @@ from pathlib import Path
 from zoo.search.config import METRICS, RUNS_FOLDER
 from zoo.search.storage import redact, trial_id
 
-__all__ = ["ProgressBar", "best_trial", "check_study", "counted", "exit_with_parent", "is_running", "keep_recorded_choices", "portable", "process_start",
+__all__ = ["ProgressBar", "best_trial", "check_choices", "check_study", "counted", "exit_with_parent", "is_running", "keep_recorded_choices", "portable", "process_start",
            "reap", "rebuilt", "sampler", "sampler_seed", "summary", "surplus", "trial_loop", "who"]
 
 
@@ -244,6 +244,32 @@ def keep_recorded_choices(study, resolved: dict, user) -> None:
         if isinstance(recorded, CategoricalDistribution):
             resolved["augment"] = {"choices": list(recorded.choices)}
             return
+
+
+def check_choices(study, resolved: dict) -> None:
+    """Refuse, before any trial, a space whose choices for a hyperparameter differ from those the study's trials drew from.
+
+    Optuna would fail the next trial with "dynamic value space"; the usual
+    cause is resuming a study without the ``space`` (``--space`` file) it was
+    started with.
+    """
+    import json
+
+    from optuna.distributions import CategoricalDistribution
+
+    from zoo.search_spaces import choice_labels
+
+    for name, spec in resolved.items():
+        if not (isinstance(spec, dict) and "choices" in spec):
+            continue
+        now = choice_labels(spec["choices"])
+        for trial in study.get_trials(deepcopy=False):
+            recorded = trial.distributions.get(name)
+            if isinstance(recorded, CategoricalDistribution):
+                if json.dumps(list(recorded.choices)) != json.dumps(now):
+                    raise ValueError(f"study {study.study_name!r} drew {name} from {list(recorded.choices)}, this space from {now}: "
+                                     "resume it with the space it was started with (space= / --space) or choose another study name")
+                break
 
 
 def portable(exc: BaseException, context: str) -> BaseException:
