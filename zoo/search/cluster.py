@@ -76,7 +76,7 @@ from pathlib import Path
 from zoo.search.executors import Executor
 from zoo.search.objective import fit_trial, load_data, start_tensorflow
 from zoo.search.storage import fail_stale, first_line, open_storage, redact, retry_trial, trial_id
-from zoo.search.trials import ProgressBar, counted, exit_with_parent, rebuilt, sampler, trial_loop
+from zoo.search.trials import ProgressBar, counted, exit_with_parent, rebuilt, sampler, stop_process, trial_loop
 
 __all__ = ["Dask", "connect", "prepare", "read_scratch", "trial_process"]
 
@@ -455,12 +455,7 @@ def _attempt(job: dict, trial, out: Path, threads: int, cancelled) -> dict:
             break
         except subprocess.TimeoutExpired:
             if cancelled():
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop_process(process)
                 return {"state": "cancelled"}
     result = out / "result.json"
     if process.returncode == 0 and result.is_file():

@@ -51,12 +51,13 @@ README's table from ``scripts/bench_search.py``):
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
-from zoo.search.objective import load_data, release_memory, run_trial, start_tensorflow
+from zoo.search.objective import load_data, run_trial, start_tensorflow
 from zoo.search.storage import open_storage
-from zoo.search.trials import ProgressBar, counted, portable, reap, trial_loop, who
+from zoo.search.trials import ProgressBar, counted, portable, reap, stop_process, trial_loop, who
 
 __all__ = ["START_TIMEOUT", "Executor", "GuardError", "InProcess", "Processes", "Worker", "serve"]
 
@@ -90,14 +91,9 @@ class InProcess(Executor):
         X, y = load_data(config, arrays)
         bar = ProgressBar(study, config.n_trials, progress)
 
-        def execute(trial):
-            try:
-                return run_trial(trial, config, X, y)
-            finally:
-                release_memory()
 
         try:
-            trial_loop(study, config, execute, attrs=lambda: who(worker=0), before=bar.update)
+            trial_loop(study, config, functools.partial(run_trial, config=config, X=X, y=y), attrs=lambda: who(worker=0), before=bar.update)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # interrupted (Ctrl-C in a notebook): this process lives on, so fail and requeue now
                 _requeue_running(study, storage)
@@ -177,13 +173,8 @@ class Worker(Executor):
                         deaths = 0
                     process = None
         except BaseException:
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop_process(process)
             reap(study, registry, storage)  # the interrupted trial runs again
             raise
         finally:
@@ -226,13 +217,8 @@ def serve() -> None:
         study = optuna.load_study(study_name=config.study, storage=storage, pruner=job["pruner"])
         X, y = load_data(config, job["arrays"])
 
-        def execute(trial):
-            try:
-                return run_trial(trial, config, X, y)
-            finally:
-                release_memory()
 
-        trial_loop(study, config, execute, attrs=lambda: who(worker=0), limit=config.trials_per_process)
+        trial_loop(study, config, functools.partial(run_trial, config=config, X=X, y=y), attrs=lambda: who(worker=0), limit=config.trials_per_process)
     except Exception as exc:  # noqa: BLE001 (raised by the search that started this process)
         atomic_write_text(job["result"], json.dumps({"state": "error", "type": type(exc).__name__, "message": str(exc)[:4000]}))
 
@@ -332,14 +318,9 @@ def _worker(config_json: str, pruner, index: int, queue, inbox) -> None:
         queue.put(("error", portable(exc, f"search worker {index} failed")))
         raise SystemExit(1) from None
 
-    def execute(trial):
-        try:
-            return run_trial(trial, config, X, y)
-        finally:
-            release_memory()
 
     try:
-        trial_loop(study, config, execute, attrs=lambda: who(worker=index), limit=config.trials_per_process)
+        trial_loop(study, config, functools.partial(run_trial, config=config, X=X, y=y), attrs=lambda: who(worker=index), limit=config.trials_per_process)
     except KeyboardInterrupt:  # the trial stays RUNNING; the coordinator reaps it
         raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 (the trial's error, with its number: raised by the coordinator)

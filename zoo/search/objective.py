@@ -94,12 +94,15 @@ def load_data(config, arrays=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_trial(trial, config, X, y) -> float:
-    """Train the trial's model, write it into the library, return the objective."""
+    """Train the trial's model, write it into the library, return the objective; then free the model's memory."""
     from zoo.library import add_trial, open_library
 
-    clf, record = fit_trial(trial, config, X, y)
-    add_trial(open_library(config.library), clf, **record)
-    return record["objective"]["value"]
+    try:
+        clf, record = fit_trial(trial, config, X, y)
+        add_trial(open_library(config.library), clf, **record)
+        return record["objective"]["value"]
+    finally:
+        release_memory()
 
 
 def fit_trial(trial, config, X, y) -> tuple:

@@ -47,7 +47,7 @@ from pathlib import Path
 from zoo.search.config import METRICS, RUNS_FOLDER
 from zoo.search.storage import redact, trial_id
 
-__all__ = ["ProgressBar", "best_trial", "check_choices", "check_study", "counted", "exit_with_parent", "is_running", "keep_recorded_choices", "portable", "process_start",
+__all__ = ["ProgressBar", "best_trial", "check_choices", "check_study", "counted", "exit_with_parent", "is_running", "keep_recorded_choices", "portable", "stop_process", "process_start",
            "reap", "rebuilt", "sampler", "sampler_seed", "summary", "surplus", "trial_loop", "who"]
 
 
@@ -270,6 +270,20 @@ def check_choices(study, resolved: dict) -> None:
                     raise ValueError(f"study {study.study_name!r} drew {name} from {list(recorded.choices)}, this space from {now}: "
                                      "resume it with the space it was started with (space= / --space) or choose another study name")
                 break
+
+
+def stop_process(process, grace: float = 10.0) -> None:
+    """Ask a ``subprocess.Popen`` child to stop (SIGTERM); kill it if it has not within ``grace`` seconds."""
+    import subprocess
+
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def portable(exc: BaseException, context: str) -> BaseException:
