@@ -17,20 +17,23 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from zoo.augment import POLICIES, policy_layers
+
 __all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_rnn", "text_vectorizer"]
 
 
 # --------------------------------------------------------------------------- images
 
 
-_AUGMENTATIONS = (None, "shift", "flip_shift")
+_AUGMENTATIONS = (None, *POLICIES)
 
 
 def _image_input(input_shape: Sequence[int], augment: str | None = None):
     """uint8 image input, scaled to [0, 1], then training-time augmentation.
 
-    ``augment``: None; ``"shift"`` (random translations of up to 10 %); or
-    ``"flip_shift"`` (also random horizontal flips, for clothing, not digits).
+    ``augment``: None or a policy of :data:`zoo.augment.POLICIES` (``"shift"``,
+    ``"flip_shift"``, ``"crop"``, ``"flip_crop"``, ``"digits"``,
+    ``"flip_crop_erase"``, ``"digits_erase"``); flips suit clothing, not digits.
     The augmentation layers are inactive at inference.
     """
     if augment not in _AUGMENTATIONS:
@@ -39,10 +42,8 @@ def _image_input(input_shape: Sequence[int], augment: str | None = None):
         raise ValueError(f"image builders take an input_shape (height, width, channels), got {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    if augment == "flip_shift":
-        x = layers.RandomFlip("horizontal", name="random_flip")(x)
-    if augment:
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="random_shift")(x)
+    for layer in policy_layers(augment):
+        x = layer(x)
     return inputs, x
 
 
@@ -115,9 +116,11 @@ def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense
         Width of the Dense layer after global average pooling.
     dropout : float, default 0.3
         Dropout rate before the output layer.
-    augment : {None, "shift", "flip_shift"}, default None
-        Training-time augmentation: random shifts of up to 10 %, plus
-        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+    augment : {None, "shift", "flip_shift", "crop", "flip_crop", "digits", "flip_crop_erase", "digits_erase"}, default None
+        Training-time augmentation policy (``zoo.augment.POLICIES``): shifts
+        up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
+        zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
+        flips (clothing, never digits), ``"_erase"`` random erasing.
 
     Returns
     -------
@@ -150,9 +153,11 @@ def sepconv(input_shape=(28, 28, 1), num_classes=10, stem=32, filters=(64, 128, 
         Filters of the two separable convolutions of each stage.
     dropout : float, default 0.3
         Dropout rate before the output layer.
-    augment : {None, "shift", "flip_shift"}, default None
-        Training-time augmentation: random shifts of up to 10 %, plus
-        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+    augment : {None, "shift", "flip_shift", "crop", "flip_crop", "digits", "flip_crop_erase", "digits_erase"}, default None
+        Training-time augmentation policy (``zoo.augment.POLICIES``): shifts
+        up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
+        zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
+        flips (clothing, never digits), ``"_erase"`` random erasing.
 
     Returns
     -------
@@ -203,9 +208,11 @@ def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, f
         Residual blocks per stage.
     dropout : float, default 0.2
         Dropout rate before the output layer.
-    augment : {None, "shift", "flip_shift"}, default None
-        Training-time augmentation: random shifts of up to 10 %, plus
-        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+    augment : {None, "shift", "flip_shift", "crop", "flip_crop", "digits", "flip_crop_erase", "digits_erase"}, default None
+        Training-time augmentation policy (``zoo.augment.POLICIES``): shifts
+        up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
+        zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
+        flips (clothing, never digits), ``"_erase"`` random erasing.
 
     Returns
     -------
@@ -260,9 +267,11 @@ def inception(
         branches; modules after the first are preceded by a max-pool.
     dropout : float, default 0.3
         Dropout rate before the output layer.
-    augment : {None, "shift", "flip_shift"}, default None
-        Training-time augmentation: random shifts of up to 10 %, plus
-        horizontal flips with ``"flip_shift"`` (clothing, not digits).
+    augment : {None, "shift", "flip_shift", "crop", "flip_crop", "digits", "flip_crop_erase", "digits_erase"}, default None
+        Training-time augmentation policy (``zoo.augment.POLICIES``): shifts
+        up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
+        zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
+        flips (clothing, never digits), ``"_erase"`` random erasing.
 
     Returns
     -------
