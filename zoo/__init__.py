@@ -27,10 +27,10 @@ def train(name, **kwargs):
 
 def __getattr__(name):
     # ZooClassifier and the NB classifiers import scikit-learn: only when asked for
-    if name == "ZooClassifier":
-        from zoo.estimator import ZooClassifier
+    if name in ("ZooClassifier", "TrainingWarning"):
+        from zoo import estimator
 
-        return ZooClassifier
+        return getattr(estimator, name)
     if name in ("NBSVMClassifier", "NBMLPClassifier"):
         from zoo import nbsvm
 
@@ -45,6 +45,7 @@ __all__ = [
     "NBSVMClassifier",
     "Registry",
     "RegistryError",
+    "TrainingWarning",
     "ZooClassifier",
     "datasets",
     "evaluate",

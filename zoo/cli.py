@@ -157,6 +157,8 @@ def _cmd_train(args):
     given = [option for option, value in (("--library", args.library), ("--registry", args.registry), ("--into-package", args.into_package)) if value]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)}: give one of --library DIR, --registry FILE and --into-package")
+    if args.no_backup and args.backup_dir is not None:
+        raise UsageError("--backup-dir and --no-backup: give one of them")
     if args.library is not None:
         _check_output_folder(args.library, "--library")
     if args.registry is not None:
@@ -168,7 +170,8 @@ def _cmd_train(args):
     _start_tensorflow(args)
 
     kwargs = {"into_package": True} if args.into_package else {"registry": registry}
-    entry = zoo.train(args.name, epochs=args.epochs, run_dir=args.out, subset=args.subset, verbose=0 if args.quiet else 2, **kwargs)
+    backup = False if args.no_backup else args.backup_dir
+    entry = zoo.train(args.name, epochs=args.epochs, run_dir=args.out, subset=args.subset, verbose=0 if args.quiet else 2, backup_dir=backup, **kwargs)
     m = entry["metrics"]
     where = registry.path.parent if registry.path.name == "registry.yaml" else registry.path
     data = {"name": args.name, "registry": str(registry.path), "metrics": m, "training": entry["training"], "weights": entry["weights"]}
@@ -230,6 +233,9 @@ def build_parser():
                    "created if missing). Default: $ZOO_REGISTRY if set, else $ZOO_CACHE_DIR/trained")
     p.add_argument("--registry", metavar="FILE", help="registry file to write the entry into (weights in a weights/ folder beside it; created if missing)")
     p.add_argument("--into-package", action="store_true", help="overwrite the entry and weights shipped in the package (retraining the zoo itself)")
+    p.add_argument("--backup-dir", metavar="DIR", help="folder the training backs itself up into after every epoch; the same command run again "
+                   "after a crash or kill resumes from the last completed epoch (default: .backups/train_NAME beside the target registry)")
+    p.add_argument("--no-backup", action="store_true", help="train without a backup (no resumption)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("predict", parents=[common], help="label and probability for each input")

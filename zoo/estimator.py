@@ -21,6 +21,24 @@ its accuracy the agreement with each row's argmax, and
 slice's soft targets. Afterwards ``model_`` is recompiled to take integer
 labels, as after label smoothing. A 2-D ``y`` of one column stays labels.
 
+Training length from the data (``batch_size="auto"``, ``epochs="auto"``, the
+defaults), with ``n`` the examples trained on (the early-stopping slice left
+out): the batch size is the power of two nearest ``n / 100``, clipped to
+[16, 128]; the epochs are enough for about 2,000 optimisation steps,
+``ceil(2000 / steps_per_epoch)``, clipped to [20, 200]. 300 examples
+(270 trained on): batches of 16, 17 steps per epoch, 118 epochs; 50,000
+(45,000): batches of 128 and 20 epochs. Early stopping ends a long fit
+sooner. The rule is :func:`resolve_auto`; the values used are ``batch_size_``
+and ``epochs_`` and go into ``spec_["recipe"]``. Explicit values (a recipe,
+a registry entry, ``from_zoo``, ``from_spec``, a search space) are kept.
+
+Warnings (:class:`TrainingWarning`, after a fit): the best epoch on the
+early-stopping slice is the last of several (the model was probably still
+improving: more epochs); or the fit made fewer than 500 optimisation steps
+(``FEW_STEPS``: batches of 128 on a few thousand examples for 20 epochs, a
+network that has barely moved from its initialisation; a smaller batch size
+or more epochs).
+
 TensorFlow is imported when a model is fitted or restored, not before.
 """
 
@@ -44,7 +62,40 @@ from sklearn.utils.validation import (
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["ZooClassifier"]
+__all__ = ["FEW_STEPS", "TrainingWarning", "ZooClassifier", "resolve_auto"]
+
+AUTO = "auto"
+FEW_STEPS = 500  # fewer optimisation steps than this in a fit: a TrainingWarning
+_AUTO_STEPS = 2000  # optimisation steps epochs="auto" aims at
+_AUTO_EPOCHS = (20, 200)
+_AUTO_BATCH = (16, 128)
+
+
+class TrainingWarning(UserWarning):
+    """A fit that probably did not train as long as it should have (see the module docstring)."""
+
+
+def resolve_auto(n_examples: int, batch_size="auto", epochs="auto") -> tuple[int, int]:
+    """``(batch_size, epochs)`` for ``n_examples`` trained on, ``"auto"`` values resolved (see the module docstring).
+
+    Parameters
+    ----------
+    n_examples : int
+        Examples trained on (the early-stopping slice left out).
+    batch_size, epochs : int or "auto"
+        An int is kept.
+
+    Returns
+    -------
+    tuple of int
+    """
+    if batch_size == AUTO:
+        power = 2 ** round(math.log2(max(n_examples / 100, 1)))
+        batch_size = int(min(max(power, _AUTO_BATCH[0]), _AUTO_BATCH[1]))
+    if epochs == AUTO:
+        steps = math.ceil(n_examples / batch_size)
+        epochs = int(min(max(math.ceil(_AUTO_STEPS / steps), _AUTO_EPOCHS[0]), _AUTO_EPOCHS[1]))
+    return int(batch_size), int(epochs)
 
 _PREFIX = "builder__"
 _FROM_DATA = ("input_shape", "num_classes", "vocabulary")  # builder arguments set by fit, never by the user
@@ -63,9 +114,12 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         Architecture: a name in ``zoo.architectures.BUILDERS`` (``"mlp"``,
         ``"bn_cnn"``, ``"sepconv"``, ``"residual"``, ``"inception"``,
         ``"text_conv1d"``, ``"text_rnn"``, ``"text_bow"``).
-    epochs : int, default=20
-        Maximum number of epochs.
-    batch_size : int, default=128
+    epochs : int or "auto", default="auto"
+        Maximum number of epochs; ``"auto"``: enough for about 2,000
+        optimisation steps, 20 to 200 (see the module docstring).
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: the power of two nearest a hundredth of the examples
+        trained on, 16 to 128.
     optimizer : str, default="adam"
         A Keras optimizer name (``"adam"``, ``"adamw"``, ``"sgd"``...).
     learning_rate : float, default=1e-3
@@ -128,6 +182,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         sigmoid unit for two-class text models). Its loss takes integer
         labels, also after training with ``label_smoothing`` (then it is
         recompiled, without the optimizer's state).
+    batch_size_, epochs_ : int
+        The batch size and maximum number of epochs used (``"auto"`` resolved).
     history_ : dict of lists
         Per-epoch training and slice metrics (``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy``, ``learning_rate``).
@@ -159,8 +215,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self,
         builder="mlp",
         *,
-        epochs=20,
-        batch_size=128,
+        epochs="auto",
+        batch_size="auto",
         optimizer="adam",
         learning_rate=1e-3,
         optimizer_options=None,
@@ -247,7 +303,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y, *, callbacks=None):
+    def fit(self, X, y, *, callbacks=None, backup_dir=None):
         """Build the architecture for ``X`` and train it.
 
         Parameters
@@ -265,10 +321,27 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         callbacks : list of keras.callbacks.Callback, optional
             Run after the built-in ones, every epoch (e.g. an Optuna pruning
             callback reading ``val_loss`` or ``val_accuracy``, the slice's metrics).
+        backup_dir : path, optional
+            Make the fit resumable (see ``zoo.resume``): after every epoch the
+            training state (weights, optimizer, epoch, history, early stopping
+            and learning-rate schedule state) is backed up there. A fit killed
+            mid-way, even by SIGKILL, and started again with the same
+            parameters and data goes on from its last completed epoch and
+            ends as an uninterrupted one would (same number of epochs, whole
+            ``history_``), though not bit-identical (batch order after the
+            restart). The folder must be new, empty or this fit's backup:
+            another training's backup (other parameters or data) raises a
+            ``ValueError``. It is deleted when the fit succeeds.
 
         Returns
         -------
         self
+
+        Warns
+        -----
+        TrainingWarning
+            When the best epoch on the slice is the last one, or the fit
+            made fewer than ``FEW_STEPS`` optimisation steps.
         """
         import keras
 
@@ -285,9 +358,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"ZooClassifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})")
         seed = _seed(self.random_state)
+        backup = None
+        if backup_dir is not None:
+            from zoo.resume import TrainingBackup
+
+            backup = TrainingBackup(backup_dir, self._fingerprint(X, y if soft is None else soft, classes))
+            backup.open(seed)
+            seed = backup.state["seed"]  # the interrupted fit's (a random_state that is not an int draws a new one)
         keras.utils.set_random_seed(seed)
         fit_idx, es_idx = _carve(y, self.early_stopping_size, seed)
         X_fit, y_fit = X[fit_idx], y[fit_idx]
+        batch_size, epochs = resolve_auto(len(fit_idx), self.batch_size, self.epochs)
         validation = (X[es_idx], y[es_idx]) if es_idx is not None else None
 
         hyper = plain_value(self._hyperparameters())
@@ -304,10 +385,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 if isinstance(layer, keras.layers.Normalization):
                     layer.adapt(X_fit)
             text = model.output_shape[-1] == 1
-            schedule = _cosine(self.learning_rate, math.ceil(len(fit_idx) / self.batch_size), self.epochs) if self.lr_schedule == "cosine" else None
+            schedule = _cosine(self.learning_rate, math.ceil(len(fit_idx) / batch_size), epochs) if self.lr_schedule == "cosine" else None
             rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
             compile_model(model, {"optimizer": {**optimizer, **rate}}, text=text, label_smoothing=self.label_smoothing)
-            builtin = self._callbacks(validation is not None)
+            builtin = self._callbacks(validation is not None, resumed=0 if backup is None else backup.epochs_before())
+            if backup is not None:
+                tracked = [c for c in builtin if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau, keras.callbacks.ModelCheckpoint))]
+                builtin += backup.callbacks(tracked)
             one_hot = self.label_smoothing and not text  # CategoricalCrossentropy smooths one-hot targets only
             if soft is not None:
                 _compile_for_soft_targets(model, text, self.label_smoothing)
@@ -320,8 +404,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
                 X_fit,
                 fit_targets,
                 validation_data=validation_data,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
+                epochs=epochs,
+                batch_size=batch_size,
                 callbacks=builtin + list(callbacks or []),
                 verbose=self.verbose,
             )
@@ -337,23 +421,57 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         early_stopping = next((c for c in builtin if isinstance(c, keras.callbacks.EarlyStopping)), None)
         self.classes_ = classes
         self.model_ = model
-        self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
-        self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else len(history.epoch)
+        if backup is None:
+            self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
+        else:  # the epochs of the interrupted fit, then this one's
+            self.history_ = backup.history(history.history)
+        epochs_run = len(history.epoch) + (0 if backup is None else backup.epochs_before())
+        self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else epochs_run
         self.early_stopping_scores_ = None
         if validation is not None:
             slice_proba = predict_proba(model, validation[0], batch_size=_PREDICT_BATCH)
             self.early_stopping_scores_ = scores(validation[1], slice_proba) if soft is None else _soft_scores(soft[es_idx], slice_proba)
         self.vocabulary_ = vocabulary
+        self.batch_size_, self.epochs_ = batch_size, epochs
         self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer, schedule)}
+        if backup is not None:
+            backup.remove()
+        self._warn_short_training(validation is not None, math.ceil(len(fit_idx) / batch_size) * epochs_run)
         return self
+
+    def _warn_short_training(self, has_slice: bool, steps: int) -> None:
+        """``TrainingWarning``s of a fit cut short (see the module docstring)."""
+        import warnings
+
+        epochs_run = len(self.history_.get("loss", []))
+        if has_slice and self.epochs_ > 1 and self.best_epoch_ == epochs_run == self.epochs_:
+            warnings.warn(f"the best epoch on the early-stopping slice is the last one ({self.epochs_}): the model was probably still "
+                          f"improving when training stopped; try more epochs (e.g. epochs={2 * self.epochs_})", TrainingWarning, stacklevel=3)
+        if steps < FEW_STEPS:
+            warnings.warn(f"training made only {steps} optimisation steps ({epochs_run} epochs of batches of {self.batch_size_}), fewer than "
+                          f"{FEW_STEPS}: the model has barely trained; use a smaller batch_size or more epochs", TrainingWarning, stacklevel=3)
+
+    def _fingerprint(self, X, y, classes) -> str:
+        """What identifies this fit for ``zoo.resume``: the parameters (not ``verbose``, ``log_dir``) and the checked data."""
+        from kze.data import data_hash_pair
+        from zoo.resume import fingerprint
+
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("verbose", "log_dir")}
+        if not isinstance(params["random_state"], numbers.Integral):
+            params["random_state"] = type(params["random_state"]).__name__  # a drawn seed: the backup records it
+        params["classes"] = [str(c) for c in classes]
+        return fingerprint(plain_value(params), data_hash_pair(X, y))
 
     def _check_params(self) -> None:
         if self.builder not in BUILDER_KINDS:
             raise ValueError(f"unknown builder {self.builder!r}; expected one of {', '.join(BUILDER_KINDS)}")
         for name in ("epochs", "batch_size", "patience", "lr_patience"):
             value = getattr(self, name)
+            if name in ("epochs", "batch_size") and isinstance(value, str) and value == AUTO:
+                continue
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < (0 if "patience" in name else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if 'patience' in name else 'positive'} integer, got {value!r}")
+                auto = "" if "patience" in name else ' or "auto"'
+                raise ValueError(f"{name} must be a {'non-negative' if 'patience' in name else 'positive'} integer{auto}, got {value!r}")
         if self.monitor not in _MONITORS:
             raise ValueError(f"monitor must be one of {_MONITORS}, got {self.monitor!r}")
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
@@ -427,8 +545,11 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has images of shape {X.shape[1:]}, but {type(self).__name__} was fitted on images of shape {tuple(expected)}")
         return X
 
-    def _callbacks(self, has_slice: bool) -> list:
+    def _callbacks(self, has_slice: bool, resumed: int = 0) -> list:
+        """The built-in callbacks; ``resumed``: epochs done before a restart (the CSV log is appended to, after them)."""
         import keras
+
+        from zoo.resume import trim_csv
 
         cb = keras.callbacks
         monitor = self.monitor if has_slice else self.monitor.removeprefix("val_")
@@ -443,11 +564,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         else:
             callbacks.append(_learning_rate_logger())
         if log_dir is not None:
-            callbacks.append(cb.CSVLogger(str(log_dir / "training.csv")))
+            if resumed:
+                trim_csv(log_dir / "training.csv", resumed)
+            callbacks.append(cb.CSVLogger(str(log_dir / "training.csv"), append=bool(resumed)))
             callbacks.append(cb.TensorBoard(str(log_dir / "tensorboard"), histogram_freq=1))
         return callbacks
 
-    def _recipe(self, seed: int, es_size: int, optimizer: dict, schedule: dict | None) -> dict:
+    def _recipe(self, seed: int, es_size: int, optimizer: dict, schedule: dict | None) -> dict:  # after batch_size_ and epochs_ are set
         """The settings of this fit in the registry's recipe format (defaults of the newer settings left out)."""
         monitor = self.monitor if es_size else self.monitor.removeprefix("val_")
         callbacks = {}
@@ -460,8 +583,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         callbacks["tensorboard"] = {"histogram_freq": 1}
         recipe = {
             "precision": self.precision,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
+            "epochs": self.epochs_,
+            "batch_size": self.batch_size_,
             "optimizer": optimizer,
             "early_stopping_size": es_size,
             "callbacks": callbacks,

@@ -29,10 +29,23 @@ too):
   install, where the package's files are the source tree's. The cache is
   the folder the zoo already owns for derived files, outside the package
   and the working directory; the command prints where the entry went.
+
+Resumable by default (``zoo.resume``): the fit backs itself up after every
+epoch into ``backup_dir``, by default ``.backups/train_<name>`` in the
+folder of the registry the entry goes to (``LIB/.backups/...`` for a
+library, as search trials do; ``$ZOO_CACHE_DIR/backups/...`` for the shipped
+registry, never the package). The default is tied to where the entry goes,
+not to the run directory, whose default name has a timestamp: running the
+same command again after a crash or a kill finds the backup and goes on from
+the last completed epoch. A backup of another training there (other epochs,
+subset or recipe) is refused with a ``ValueError`` naming the folder, to
+remove by hand. ``backup_dir=False`` (``--no-backup``) trains without one.
+The backup is deleted when the fit succeeds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -110,6 +123,7 @@ def train(
     verbose: int | str = "auto",
     library: str | os.PathLike | None = None,
     into_package: bool = False,
+    backup_dir: str | os.PathLike | bool | None = None,
 ) -> dict:
     """Train a zoo entry from its recipe and record the result in the registry.
 
@@ -140,6 +154,10 @@ def train(
     into_package : bool, default=False
         Overwrite the entry and weights shipped in the package (what
         ``scripts/train_zoo.py`` does to retrain the zoo).
+    backup_dir : path or False, optional
+        Where the fit backs itself up to resume after a kill (see the module
+        docstring); None: ``.backups/train_<name>`` beside the target
+        registry; False: no backup.
 
     Returns
     -------
@@ -165,8 +183,12 @@ def train(
         es_size = max(subset // 4, 32)
         X, y = X[: subset + es_size], y[: subset + es_size]
         clf.set_params(early_stopping_size=es_size)
+    backup = _backup_folder(reg, name) if backup_dir is None else (None if backup_dir is False else Path(backup_dir))
     start = time.perf_counter()
-    clf.fit(X, y)
+    clf.fit(X, y, backup_dir=backup)
+    if backup_dir is None:
+        with contextlib.suppress(OSError):  # the .backups folder, when no other training's backup is left in it
+            backup.parent.rmdir()
     seconds = time.perf_counter() - start
     # Measure, save and ship the float32 model that zoo.load rebuilds, so the metrics are re-checkable.
     bare = float32_model(clf)
@@ -183,3 +205,9 @@ def train(
     reg.put(entry)
     atomic_write_text(run_dir / "metrics.json", json.dumps({"name": name, "metrics": metrics, "training": entry["training"]}, indent=2))
     return entry
+
+
+def _backup_folder(reg: Registry, name: str) -> Path:
+    """The default backup folder of ``zoo train NAME`` into ``reg``: beside its registry file, or in the cache for the shipped one."""
+    parent = datasets.cache_dir() / "backups" if reg.is_shipped() else reg.path.parent / ".backups"
+    return parent / f"train_{name}"

@@ -29,6 +29,22 @@ Decisions:
   when the fit raises. A stale folder of the same entry name is replaced.
 - Data read again by another process (a ``.npz`` file) must have the
   study's data digest: a changed file is refused, never trained on.
+- Resumption: every trial fits with ``backup_dir=LIB/.backups/<entry of the
+  original trial>`` (``zoo.resume``). A trial queued again after its process
+  died (``reap``'s ``retry_of`` user attribute, followed back through retries
+  of retries, or Optuna's ``RetryHeartbeatStaleTrialCallback``'s
+  ``failed_trial``, already the first of the chain; :func:`original_trial`)
+  has the same values, so the same fingerprint, and goes on from the dead
+  trial's last epoch instead of starting over. A backup the fit refuses
+  (``zoo.resume.BackupRefusedError``: the search was started again with other
+  settings, such as ``epochs`` or ``subset``) is deleted and the retry trains
+  afresh: the folder is the search's own, and nothing of another training is
+  resumed. A trial that is not a retry
+  replaces a stale folder of its name (a study started again after its storage
+  was deleted); a pruned trial's backup is deleted (it is never run again);
+  a successful fit deletes its own, and the empty ``.backups`` folder goes
+  too. A Dask worker on a machine without the library folder trains without
+  a backup.
 - Memory: :func:`release_memory` clears the Keras session and collects
   garbage after every trial (the in-process executor's bound; see
   ``zoo.search.executors``).
@@ -44,9 +60,12 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.resume import BackupRefusedError
 from zoo.search.config import METRICS, REPORTED, RUNS_FOLDER, user_data
 
-__all__ = ["fit_trial", "load_data", "release_memory", "run_trial", "start_tensorflow"]
+__all__ = ["BACKUPS_FOLDER", "backup_folder", "fit_trial", "load_data", "original_trial", "release_memory", "run_trial", "start_tensorflow"]
+
+BACKUPS_FOLDER = ".backups"  # LIB/.backups/<entry>/: the training backup of a running trial (zoo.resume)
 
 
 def release_memory() -> None:
@@ -116,14 +135,25 @@ def fit_trial(trial, config, X, y) -> tuple:
     params = {k if k in TRAINING_PARAMS else "builder__" + k: v for k, v in values.items()}
     clf = ZooClassifier(**config.base).set_params(**params)
     logs = _log_callbacks(config, trial.number) if config.logs else []
+    backup = backup_folder(config, trial)
     started = time.perf_counter()
     try:  # the logs first: a pruned trial's last epoch is logged before the pruning callback raises
-        clf.fit(X, y, callbacks=[*logs, _pruning_callback(trial, REPORTED[config.metric])])
-    except BaseException:
+        try:
+            clf.fit(X, y, callbacks=[*logs, _pruning_callback(trial, REPORTED[config.metric])], backup_dir=backup)
+        except BackupRefusedError:  # raised before any training: a retry with other settings (epochs, subset...) starts afresh
+            _remove_backup(backup)
+            clf.fit(X, y, callbacks=[*logs, _pruning_callback(trial, REPORTED[config.metric])], backup_dir=backup)
+    except BaseException as exc:
+        import optuna
+
         for callback in logs:  # close the CSV file and the TensorBoard writers that fit left open
             with contextlib.suppress(Exception):
                 callback.on_train_end()
+        if backup is not None and isinstance(exc, optuna.TrialPruned):  # a pruned trial is never run again
+            _remove_backup(backup)
         raise
+    if backup is not None:
+        _remove_backup(backup)  # fit deleted the backup itself; the .backups folder goes when empty
     seconds = time.perf_counter() - started
     value = round(float(clf.early_stopping_scores_[config.metric]), 6)
     record = {
@@ -139,6 +169,60 @@ def fit_trial(trial, config, X, y) -> tuple:
         "logs": f"{RUNS_FOLDER}/{entry_name(config.study, trial.number)}" if logs else None,
     }
     return clf, record
+
+
+def original_trial(trial) -> int:
+    """The number of the first trial of the chain of retries ``trial`` belongs to (its own number if it is no retry).
+
+    Optuna's retry callback records the first one (``failed_trial``, through
+    ``RetryHeartbeatStaleTrialCallback.retried_trial_number``); a trial that
+    ``zoo.search.trials.reap`` queued again records the one it retries
+    (user attribute ``retry_of``), followed back here.
+    """
+    import warnings
+
+    import optuna
+
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    trials = {t.number: t for t in trial.study.get_trials(deepcopy=False)}
+    number, seen = trial.number, set()
+    while number in trials and number not in seen:
+        seen.add(number)
+        frozen = trials[number]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            first = retry.retried_trial_number(frozen)
+        if first is not None:
+            return int(first)
+        previous = frozen.user_attrs.get("retry_of")
+        if not isinstance(previous, int):
+            break
+        number = previous
+    return number
+
+
+def backup_folder(config, trial) -> Path | None:
+    """``LIB/.backups/<entry of the original trial>``, the trial's training backup; None without the library folder (another machine).
+
+    A trial that is no retry starts afresh: a stale folder of its name is removed.
+    """
+    from zoo.library import entry_name
+
+    if not os.path.isdir(config.library):
+        return None
+    original = original_trial(trial)
+    folder = Path(config.library) / BACKUPS_FOLDER / entry_name(config.study, original)
+    if original == trial.number and folder.exists():
+        _remove_backup(folder)
+    return folder
+
+
+def _remove_backup(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when empty: other trials' backups stay
+        folder.parent.rmdir()
 
 
 def _log_callbacks(config, number: int) -> list:
