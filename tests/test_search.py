@@ -358,7 +358,7 @@ def test_a_study_drawn_from_the_former_default_augment_choices_resumes_with_them
     study.add_trial(optuna.trial.create_trial(params={"augment": "flip_shift"}, distributions={"augment": former}, value=0.5))
     with pytest.raises(ValueError, match="dynamic value space"):  # what Optuna does with the new default
         suggest(study.ask(), {"augment": resolve("bn_cnn", dataset="mnist")["augment"]})
-    space = {"augment": {"choices": [None, "shift"]}, "dropout": 0.3}  # a default space for MNIST or a user's images
+    space = {"augment": {"choices": [None, "shift"]}, "dropout": 0.3}  # a default space for a user's images
     keep_recorded_choices(study, space, None)
     assert space["augment"] == {"choices": [None, "shift", "flip_shift"]}
     assert suggest(study.ask(), space)["augment"] in (None, "shift", "flip_shift")
@@ -368,10 +368,23 @@ def test_a_study_drawn_from_the_former_default_augment_choices_resumes_with_them
 
 
 def test_default_spaces_flip_only_where_the_data_allows_and_fit_the_image_size():
+    from zoo.augment import POLICIES
+    from zoo.search_spaces import AUGMENT_CHOICES, FLIP_DATASETS
+
     flips = {None: False, "mnist": False, "fashion_mnist": True, "imdb": False}
     for builder in ("bn_cnn", "sepconv", "residual", "inception"):
         for dataset, flipped in flips.items():
-            assert ("flip_shift" in resolve(builder, dataset=dataset)["augment"]["choices"]) is flipped, (builder, dataset)
+            choices = resolve(builder, dataset=dataset)["augment"]["choices"]
+            assert any(str(c).startswith("flip") for c in choices) is flipped, (builder, dataset)
+            assert ("flip_shift" in choices) is flipped, (builder, dataset)
+        # a zoo dataset's default: None and exactly the policies zoo.augment says suit it
+        for dataset in ("mnist", "fashion_mnist"):
+            suited = [None, *(name for name, policy in POLICIES.items() if dataset in policy.datasets)]
+            assert resolve(builder, dataset=dataset)["augment"] == {"choices": suited} == {"choices": list(AUGMENT_CHOICES[dataset])}
+        assert resolve(builder, dataset="mnist")["augment"]["choices"] == [None, "shift", "crop", "digits", "digits_erase"]
+        assert {"flip_crop", "flip_crop_erase"} <= set(resolve(builder, dataset="fashion_mnist")["augment"]["choices"])
+        assert resolve(builder)["augment"] == resolve(builder, dataset="imdb")["augment"] == {"choices": [None, "shift"]}  # a user's images
+    assert FLIP_DATASETS == {"fashion_mnist"}
     # a user's own images: no flip unless the user's space asks for it
     assert resolve("bn_cnn", {"augment": {"choices": [None, "flip_shift"]}})["augment"] == {"choices": [None, "flip_shift"]}
     assert resolve("bn_cnn", {"augment": "flip_shift"}, dataset="mnist")["augment"] == "flip_shift"

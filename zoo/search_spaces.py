@@ -35,12 +35,20 @@ is scored on the same slice. Text builders have no token-mode hyperparameter
 
 Defaults fit the data (``resolve(..., dataset=, input_shape=)``):
 
-- Flips: the default ``augment`` choices are ``None`` and ``"shift"``; the
-  mirrored ``"flip_shift"`` is added only for datasets whose classes survive a
-  horizontal flip (:data:`FLIP_DATASETS`: Fashion-MNIST's clothing, not MNIST's
-  digits). A user's own images are never flipped unless the user's space (or
-  starting point) says so: whether a mirrored image keeps its label is
-  something only the user knows, and a search would spend trials finding out.
+- Augmentation: a zoo dataset's default ``augment`` choices are ``None`` and
+  the policies of ``zoo.augment.POLICIES`` that suit it
+  (:data:`AUGMENT_CHOICES`): Fashion-MNIST's clothing survives a horizontal
+  flip, so its space offers the ``flip_*`` policies (``shift``,
+  ``flip_shift``, ``crop``, ``flip_crop``, ``flip_crop_erase``); MNIST's
+  digits do not (a mirrored 2 is no digit), so its space offers ``shift``,
+  ``crop``, ``digits`` and ``digits_erase`` and no flip
+  (:data:`FLIP_DATASETS` names the datasets that flip). The table is spelled
+  out here, not read from ``POLICIES`` (that imports Keras; a space is
+  resolved without it); a test keeps the two in step. Other data (a user's
+  own images) gets ``None`` and ``"shift"``: whether a mirrored, rotated or
+  partly erased image keeps its label is something only the user knows, and
+  a search would spend trials finding out. A study drawn from an earlier
+  default's choices resumes with them (``zoo.search``).
 - Input shape: a space is checked against the input before any study exists.
   Image augmentation on an input that is not an image (feature vectors) is
   refused. ``bn_cnn`` and ``inception`` halve the image with an unpadded
@@ -57,7 +65,7 @@ import copy
 import json
 import numbers
 
-__all__ = ["FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "choice_labels", "resolve", "space", "suggest"]
+__all__ = ["AUGMENT_CHOICES", "FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "choice_labels", "resolve", "space", "suggest"]
 
 # ZooClassifier settings a space may set; early_stopping_size and random_state are
 # left out on purpose: they change the early-stopping slice the trials are compared on.
@@ -68,9 +76,14 @@ TRAINING_PARAMS = (
 
 _DROPOUT = {"low": 0.0, "high": 0.5}
 _LR = {"low": 3e-4, "high": 3e-3, "log": True}
-_AUGMENT = {"choices": [None, "shift"]}  # flips only where the data allows them: see space()
+_AUGMENT = {"choices": [None, "shift"]}  # any other images: see space() and AUGMENT_CHOICES
+# per zoo dataset, the default augment choices: None and the zoo.augment.POLICIES that suit it
+AUGMENT_CHOICES: dict[str, tuple] = {
+    "fashion_mnist": (None, "shift", "flip_shift", "crop", "flip_crop", "flip_crop_erase"),
+    "mnist": (None, "shift", "crop", "digits", "digits_erase"),  # digits: never flipped
+}
 # zoo datasets whose classes survive a horizontal flip (clothing); not digits, nor a user's images
-FLIP_DATASETS = frozenset({"fashion_mnist"})
+FLIP_DATASETS = frozenset(d for d, choices in AUGMENT_CHOICES.items() if any(str(c).startswith("flip") for c in choices))
 _CONV_EPOCHS = {"choices": [10, 20, 30]}
 _TEXT_LR = {"low": 3e-4, "high": 3e-3, "log": True}
 
@@ -171,8 +184,8 @@ def space(builder: str, dataset: str | None = None) -> dict:
     builder : str
         A builder name (``zoo.architectures.BUILDERS``).
     dataset : str, optional
-        The zoo dataset searched; for one of :data:`FLIP_DATASETS` the
-        ``augment`` choices include ``"flip_shift"``.
+        The zoo dataset searched; for one of :data:`AUGMENT_CHOICES` the
+        ``augment`` choices are that dataset's (flips for Fashion-MNIST only).
 
     Returns
     -------
@@ -182,8 +195,8 @@ def space(builder: str, dataset: str | None = None) -> dict:
     if builder not in SPACES:
         raise ValueError(f"unknown builder {builder!r}; expected one of {', '.join(SPACES)}")
     result = copy.deepcopy(SPACES[builder])
-    if dataset in FLIP_DATASETS and "augment" in result:
-        result["augment"]["choices"].append("flip_shift")
+    if dataset in AUGMENT_CHOICES and "augment" in result:
+        result["augment"] = {"choices": list(AUGMENT_CHOICES[dataset])}
     return result
 
 
@@ -197,8 +210,8 @@ def resolve(builder: str, user: dict | None = None, *, dataset: str | None = Non
     user : dict, optional
         The user's space (see the module docstring), laid over the default.
     dataset : str, optional
-        The zoo dataset searched (None for a user's data): decides whether the
-        default space flips images (:data:`FLIP_DATASETS`).
+        The zoo dataset searched (None for a user's data): decides the
+        default space's ``augment`` choices (:data:`AUGMENT_CHOICES`).
     input_shape : tuple of int, optional
         The shape of one example (``(28, 28, 1)``, ``(20,)``; None for text):
         the space is then checked against it (see the module docstring).
