@@ -30,7 +30,7 @@ def registry():
 def test_shipped_registry_has_every_recipe_trained_on_its_full_data(registry):
     assert sorted(registry.names()) == sorted(RECIPES)
     assert len(registry.names(dataset="mnist")) == 5 and len(registry.names(dataset="fashion_mnist")) == 5
-    assert len(registry.names(dataset="imdb")) == 3
+    assert len(registry.names(dataset="imdb")) == 4
     for name in registry.names():
         entry = registry.entry(name)
         assert name.startswith(entry["dataset"] + "_")
@@ -57,7 +57,7 @@ def test_builder_kinds_match_the_builders():
 
 def test_list_models_and_info(registry):
     assert zoo.list_models("fashion_mnist_*") == registry.names(dataset="fashion_mnist")
-    assert zoo.list_models("*", dataset="imdb") == ["imdb_conv1d", "imdb_bigru", "imdb_bow"]
+    assert zoo.list_models("*", dataset="imdb") == ["imdb_conv1d", "imdb_bigru", "imdb_bow", "imdb_nb"]
     assert zoo.list_models("nothing*") == []
     info = zoo.info("mnist_mlp")
     info["metrics"] = None  # a copy: the registry is unchanged

@@ -18,8 +18,9 @@ import keras
 from keras import layers
 
 from zoo.augment import POLICIES, policy_layers
+from zoo.naive_bayes import NBScale, standardize_text
 
-__all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_rnn", "text_vectorizer"]
+__all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_nb", "text_rnn", "text_vectorizer"]
 
 
 # --------------------------------------------------------------------------- images
@@ -295,6 +296,7 @@ _VECTORIZE = {
     "text_conv1d": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 400)},
     "text_rnn": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 300)},
     "text_bow": lambda p: {"output_mode": "multi_hot", "ngrams": p.get("ngrams", 2)},
+    "text_nb": lambda p: {"output_mode": "multi_hot", "ngrams": p.get("ngrams", 3), "standardize": standardize_text, "sparse": True},
 }
 
 
@@ -455,6 +457,41 @@ def text_bow(vocabulary=None, num_classes=2, max_tokens=20000, ngrams=2, units=1
     return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_bow")
 
 
+def text_nb(vocabulary=None, num_classes=2, max_tokens=200000, ngrams=3, units=8, dropout=0.0, alpha=1.0):
+    """Naive-Bayes-scaled n-grams and one ReLU layer (an NB-MLP, Wang & Manning 2012), for two classes.
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        N-grams of the ``TextVectorization`` layer, without its special
+        tokens (required; ``zoo.naive_bayes.document_frequency_vocabulary``).
+    num_classes : int, default 2
+        Number of classes: two only (one naive-Bayes ratio per n-gram).
+    max_tokens : int, default 200000
+        Vocabulary size of the ``TextVectorization`` layer (n-grams in the most texts, plus one out-of-vocabulary slot).
+    ngrams : int, default 3
+        Longest n-gram counted (sparse multi-hot over 1- to ``ngrams``-grams).
+    units : int, default 8
+        Width of the hidden Dense layer.
+    dropout : float, default 0.0
+        Dropout rate before the output layer.
+    alpha : float, default 1.0
+        Smoothing count of the naive-Bayes ratios, set from the training texts
+        before training (``zoo.naive_bayes.fit_ratios``).
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
+    if num_classes != 2:
+        raise ValueError(f"text_nb takes two classes (one naive-Bayes ratio per n-gram), got num_classes={num_classes}")
+    inputs, x = _text_input("text_nb", vocabulary, {"max_tokens": max_tokens, "ngrams": ngrams})
+    x = NBScale(alpha, name="nb_scale")(x)
+    x = layers.Dense(units, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_nb")
+
+
 BUILDERS = {
     "mlp": mlp,
     "bn_cnn": bn_cnn,
@@ -464,6 +501,7 @@ BUILDERS = {
     "text_conv1d": text_conv1d,
     "text_rnn": text_rnn,
     "text_bow": text_bow,
+    "text_nb": text_nb,
 }
 
 TEXT_BUILDERS = frozenset(_VECTORIZE)

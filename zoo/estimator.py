@@ -113,7 +113,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     builder : str, default="mlp"
         Architecture: a name in ``zoo.architectures.BUILDERS`` (``"mlp"``,
         ``"bn_cnn"``, ``"sepconv"``, ``"residual"``, ``"inception"``,
-        ``"text_conv1d"``, ``"text_rnn"``, ``"text_bow"``).
+        ``"text_conv1d"``, ``"text_rnn"``, ``"text_bow"``, ``"text_nb"``).
     epochs : int or "auto", default="auto"
         Maximum number of epochs; ``"auto"``: enough for about 2,000
         optimisation steps, 20 to 200 (see the module docstring).
@@ -384,6 +384,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             for layer in model.layers:
                 if isinstance(layer, keras.layers.Normalization):
                     layer.adapt(X_fit)
+            if self.builder == "text_nb":  # naive-Bayes ratios from the texts trained on and their (soft) targets
+                from zoo.naive_bayes import fit_ratios
+
+                fit_ratios(model, X_fit, soft[fit_idx] if soft is not None else y_fit)
             text = model.output_shape[-1] == 1
             schedule = _cosine(self.learning_rate, math.ceil(len(fit_idx) / batch_size), epochs) if self.lr_schedule == "cosine" else None
             rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
@@ -553,11 +557,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
         cb = keras.callbacks
         monitor = self.monitor if has_slice else self.monitor.removeprefix("val_")
-        callbacks = [cb.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)] if has_slice else []
+        mode = "max" if monitor.endswith("accuracy") else "min"  # Keras cannot tell for the soft-target agreement metric
+        callbacks = [cb.EarlyStopping(monitor=monitor, mode=mode, patience=self.patience, restore_best_weights=True)] if has_slice else []
         log_dir = Path(self.log_dir) if self.log_dir is not None else None
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
-            callbacks.append(cb.ModelCheckpoint(str(log_dir / "best.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True))
+            callbacks.append(cb.ModelCheckpoint(str(log_dir / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
+                                                save_weights_only=True))
         if self.lr_schedule == "plateau":
             loss = "val_loss" if has_slice else "loss"
             callbacks.append(cb.ReduceLROnPlateau(monitor=loss, factor=self.lr_factor, patience=self.lr_patience, min_lr=self.min_lr))
@@ -689,8 +695,13 @@ def _check_texts(X) -> np.ndarray:
 
 
 def _adapt_vocabulary(builder: str, params: dict, texts: np.ndarray) -> list[str]:
-    """The builder's ``TextVectorization`` vocabulary, adapted on ``texts``."""
+    """The builder's ``TextVectorization`` vocabulary, adapted on ``texts`` (``text_nb``: the n-grams in the most texts)."""
     from zoo.architectures import text_vectorizer
+
+    if builder == "text_nb":
+        from zoo.naive_bayes import document_frequency_vocabulary
+
+        return document_frequency_vocabulary(texts, params.get("max_tokens", 200000), params.get("ngrams", 3))
 
     layer = text_vectorizer(builder, **{k: v for k, v in params.items() if k in _VECTORIZER_PARAMS})
     layer.adapt(texts, batch_size=1024)

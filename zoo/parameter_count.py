@@ -190,6 +190,16 @@ def _text_bow(p, vocabulary_size):
     return _dense(width, units) + _text_head(units, p)
 
 
+def _text_nb(p, vocabulary_size):
+    if _int(p.get("num_classes", 2), "num_classes") != 2:
+        raise HyperparameterError("text_nb takes two classes (num_classes=2)")
+    _int(p.get("ngrams", 3), "ngrams", high=LIMITS["ngrams"])
+    max_tokens = _int(p.get("max_tokens", 200000), "max_tokens")
+    width = max_tokens if vocabulary_size is None else vocabulary_size + 1  # multi-hot over the vocabulary and OOV
+    units = _int(p.get("units", 8), "units")
+    return width + _dense(width, units) + _text_head(units, p)  # the naive-Bayes ratios, then the network
+
+
 _COUNTS = {
     "mlp": _mlp,
     "bn_cnn": _bn_cnn,
@@ -199,6 +209,7 @@ _COUNTS = {
     "text_conv1d": _text_conv1d,
     "text_rnn": _text_rnn,
     "text_bow": _text_bow,
+    "text_nb": _text_nb,
 }
 
 
@@ -212,7 +223,7 @@ def count_parameters(builder: str, params: dict, vocabulary_size: int | None = N
     params : dict
         Its hyperparameters (defaults apply to those left out).
     vocabulary_size : int, optional
-        Tokens in a text model's vocabulary (``text_bow``'s input width depends on it).
+        Tokens in a text model's vocabulary (``text_bow``'s and ``text_nb``'s input width depends on it).
 
     Raises
     ------

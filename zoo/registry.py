@@ -74,6 +74,7 @@ BUILDER_KINDS = {
     "text_conv1d": "text",
     "text_rnn": "text",
     "text_bow": "text",
+    "text_nb": "text",
 }
 _RECIPE_REQUIRED = {"precision": str, "epochs": int, "batch_size": int, "optimizer": dict, "callbacks": dict, "seed": int, "early_stopping_size": int}
 
@@ -323,7 +324,7 @@ def _check_params(entry: dict, fail) -> None:
         count = count_parameters(entry["builder"], entry["params"])
     except HyperparameterError as exc:
         fail("params", str(exc))
-    if entry["builder"] != "text_bow" and count != entry["parameters"]:
+    if entry["builder"] not in ("text_bow", "text_nb") and count != entry["parameters"]:
         fail("params", f"{entry['builder']} with these hyperparameters has {count:,} weights, not the {entry['parameters']:,} recorded")
 
 
