@@ -39,6 +39,17 @@ improving: more epochs); or the fit made fewer than 500 optimisation steps
 network that has barely moved from its initialisation; a smaller batch size
 or more epochs).
 
+Snapshot ensembles (``snapshots=M > 1``; ``zoo.snapshots`` holds the
+decisions): one training with a cyclic cosine learning rate (``M`` cycles
+over the epochs, counted in steps) keeps the weights at the end of each cycle
+(``snapshot_weights_``); ``snapshot_estimators()`` gives them as ``M`` fitted
+single-model estimators to ensemble. ``model_`` (and so ``predict_proba``) is
+the last snapshot, alone. There is no early stopping then: the slice scores
+each snapshot (``snapshot_scores_``). An explicit ``epochs`` must divide into
+``M`` cycles (else a ``ValueError``); ``"auto"`` is rounded up to a multiple
+of ``M``. With ``backup_dir`` the snapshots taken so far are kept in the
+backup folder and survive a resume.
+
 TensorFlow is imported when a model is fitted or restored, not before.
 """
 
@@ -131,7 +142,18 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         over the first epoch (at most a tenth of the steps), then
         ``CosineDecay`` from ``learning_rate`` to 0 at the last step of
         ``epochs``; no ``ReduceLROnPlateau`` (it cannot change a scheduled
-        rate), early stopping unchanged.
+        rate), early stopping unchanged. With ``snapshots > 1`` the rate
+        follows the cyclic schedule instead, and this only decides the first
+        cycle's warm-up (``"cosine"``: the same warm-up, over at most a tenth
+        of the cycle; ``"plateau"``: none, and no ``ReduceLROnPlateau``).
+    snapshots : int, default=1
+        ``M > 1``: a snapshot ensemble (Huang et al. 2017). The epochs are
+        split into ``M`` cycles of cosine annealing from ``learning_rate`` to
+        about 0, restarted at ``learning_rate``; the weights at the end of
+        each cycle are kept (``snapshot_weights_``, ``snapshot_estimators()``)
+        and ``model_`` is the last. No early stopping (the slice scores each
+        snapshot); ``epochs`` must be a multiple of ``M`` (``"auto"`` is
+        rounded up to one).
     early_stopping_size : int, float or None, default=0.1
         Size of the early-stopping slice carved out of the fit data: a count,
         or a fraction of the examples. It is stratified when every class has
@@ -199,6 +221,15 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         trained (with the seed used and the slice's size).
     vocabulary_ : list of str or None
         The vocabulary adapted on the fit data (text builders).
+    snapshot_weights_ : list of list of ndarray
+        With ``snapshots > 1``: the weights at the end of each cycle, first
+        cycle first (float32 arrays, in ``model_.get_weights()`` order); the
+        last are ``model_``'s.
+    snapshot_epochs_ : list of int
+        With ``snapshots > 1``: the 1-based epoch each snapshot was taken at.
+    snapshot_scores_ : list of dict or None
+        With ``snapshots > 1``: ``{"accuracy", "log_loss"}`` of each snapshot
+        on the early-stopping slice (None without a slice).
     n_features_in_ : int
         Number of features, when fitted on 2-D feature arrays.
 
@@ -221,6 +252,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         learning_rate=1e-3,
         optimizer_options=None,
         lr_schedule="plateau",
+        snapshots=1,
         early_stopping_size=0.1,
         monitor="val_loss",
         patience=4,
@@ -241,6 +273,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.optimizer_options = optimizer_options
         self.lr_schedule = lr_schedule
+        self.snapshots = snapshots
         self.early_stopping_size = early_stopping_size
         self.monitor = monitor
         self.patience = patience
@@ -331,7 +364,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             ``history_``), though not bit-identical (batch order after the
             restart). The folder must be new, empty or this fit's backup:
             another training's backup (other parameters or data) raises a
-            ``ValueError``. It is deleted when the fit succeeds.
+            ``ValueError``. It is deleted when the fit succeeds. With
+            ``snapshots > 1`` it also keeps the snapshots taken so far.
 
         Returns
         -------
@@ -369,6 +403,11 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         fit_idx, es_idx = _carve(y, self.early_stopping_size, seed)
         X_fit, y_fit = X[fit_idx], y[fit_idx]
         batch_size, epochs = resolve_auto(len(fit_idx), self.batch_size, self.epochs)
+        if self.snapshots > 1:  # whole cycles ("auto" rounded up; an explicit value was checked)
+            from zoo.snapshots import cycle_epochs
+
+            epochs = cycle_epochs(epochs, self.snapshots, auto=True)
+        steps_per_epoch = math.ceil(len(fit_idx) / batch_size)
         validation = (X[es_idx], y[es_idx]) if es_idx is not None else None
 
         hyper = plain_value(self._hyperparameters())
@@ -389,10 +428,26 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
 
                 fit_ratios(model, X_fit, soft[fit_idx] if soft is not None else y_fit)
             text = model.output_shape[-1] == 1
-            schedule = _cosine(self.learning_rate, math.ceil(len(fit_idx) / batch_size), epochs) if self.lr_schedule == "cosine" else None
-            rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
+            snapshot = None
+            if self.snapshots > 1:
+                from zoo.snapshots import (
+                    cyclic_schedule,
+                    snapshot_callback,
+                    warmup_steps,
+                )
+
+                cycle_steps = steps_per_epoch * epochs // self.snapshots
+                warmup = warmup_steps(steps_per_epoch, cycle_steps) if self.lr_schedule == "cosine" else 0
+                schedule = {"name": "cyclic_cosine", "cycles": self.snapshots, "cycle_steps": cycle_steps, "warmup_steps": warmup}
+                rate = {"learning_rate": cyclic_schedule(self.learning_rate, cycle_steps, warmup)}
+                snapshot = snapshot_callback(rate["learning_rate"], epochs, self.snapshots, folder=None if backup is None else backup.folder,
+                                             fingerprint=None if backup is None else backup.fingerprint,
+                                             epochs_before=0 if backup is None else backup.epochs_before())
+            else:
+                schedule = _cosine(self.learning_rate, steps_per_epoch, epochs) if self.lr_schedule == "cosine" else None
+                rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
             compile_model(model, {"optimizer": {**optimizer, **rate}}, text=text, label_smoothing=self.label_smoothing)
-            builtin = self._callbacks(validation is not None, resumed=0 if backup is None else backup.epochs_before())
+            builtin = self._callbacks(validation is not None, resumed=0 if backup is None else backup.epochs_before(), snapshot=snapshot)
             if backup is not None:
                 tracked = [c for c in builtin if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau, keras.callbacks.ModelCheckpoint))]
                 builtin += backup.callbacks(tracked)
@@ -432,16 +487,77 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         epochs_run = len(history.epoch) + (0 if backup is None else backup.epochs_before())
         self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else epochs_run
         self.early_stopping_scores_ = None
-        if validation is not None:
+
+        def slice_scores():
             slice_proba = predict_proba(model, validation[0], batch_size=_PREDICT_BATCH)
-            self.early_stopping_scores_ = scores(validation[1], slice_proba) if soft is None else _soft_scores(soft[es_idx], slice_proba)
+            return scores(validation[1], slice_proba) if soft is None else _soft_scores(soft[es_idx], slice_proba)
+
+        for attr in ("snapshot_weights_", "snapshot_epochs_", "snapshot_scores_"):  # of an earlier fit
+            self.__dict__.pop(attr, None)
+        if snapshot is not None:
+            self.snapshot_epochs_ = [e for e, _ in snapshot.weights]
+            self.snapshot_weights_ = [w for _, w in snapshot.weights]
+            self.snapshot_scores_ = None
+            if validation is not None:
+                final = model.get_weights()
+                self.snapshot_scores_ = []
+                for weights in self.snapshot_weights_:
+                    set_model_weights(model, weights)
+                    self.snapshot_scores_.append(slice_scores())
+                set_model_weights(model, final)
+        if validation is not None:
+            self.early_stopping_scores_ = slice_scores()
         self.vocabulary_ = vocabulary
         self.batch_size_, self.epochs_ = batch_size, epochs
         self.spec_ = {"builder": self.builder, "params": params, "recipe": self._recipe(seed, 0 if es_idx is None else len(es_idx), optimizer, schedule)}
         if backup is not None:
             backup.remove()
-        self._warn_short_training(validation is not None, math.ceil(len(fit_idx) / batch_size) * epochs_run)
+        self._warn_short_training(validation is not None and self.snapshots == 1, steps_per_epoch * epochs_run)
         return self
+
+    def snapshot_estimators(self) -> list:
+        """The snapshots as fitted single-model estimators, first cycle first (``snapshots > 1``).
+
+        Each is a clone of this estimator (same parameters) sharing its
+        ``classes_``, ``spec_`` and vocabulary, with its own ``model_`` (the
+        snapshot's weights), ``history_`` up to its epoch, ``best_epoch_``
+        (that epoch), ``early_stopping_scores_`` (its slice scores) and
+        ``snapshot_ = {"index", "of", "epoch"}`` (1-based index). Each
+        predicts, pickles and saves (``ensemble.save``,
+        ``zoo.library.write_model``) like any fitted ``ZooClassifier``: the
+        members of a snapshot ensemble.
+
+        Returns
+        -------
+        list of ZooClassifier
+            One per snapshot; a fit with ``snapshots=1`` gives one, a copy of itself.
+        """
+        from sklearn.base import clone
+
+        from zoo.models import build_model, compile_model
+
+        check_is_fitted(self)
+        if "snapshot_weights_" in self.__dict__:
+            weights, epochs, scores = self.snapshot_weights_, self.snapshot_epochs_, self.snapshot_scores_
+        else:
+            weights, epochs, scores = [self.model_.get_weights()], [self.best_epoch_], [self.early_stopping_scores_]
+        shared = ("classes_", "spec_", "vocabulary_", "batch_size_", "epochs_", "n_features_in_", "feature_names_in_")
+        members = []
+        for index, (w, epoch) in enumerate(zip(weights, epochs), start=1):
+            member = clone(self)
+            for attr in shared:
+                if attr in self.__dict__:
+                    setattr(member, attr, self.__dict__[attr])
+            member.history_ = {k: list(v[:epoch]) for k, v in self.history_.items()}
+            member.best_epoch_ = int(epoch)
+            member.early_stopping_scores_ = None if scores is None or scores[index - 1] is None else dict(scores[index - 1])
+            member.snapshot_ = {"index": index, "of": len(weights), "epoch": int(epoch)}
+            model = build_model(self.spec_["builder"], self.spec_["params"], vocabulary=self.vocabulary_)
+            set_model_weights(model, w)
+            compile_model(model, self.spec_["recipe"], text=model.output_shape[-1] == 1)
+            member.model_ = model
+            members.append(member)
+        return members
 
     def _warn_short_training(self, has_slice: bool, steps: int) -> None:
         """``TrainingWarning``s of a fit cut short (see the module docstring)."""
@@ -461,6 +577,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         from zoo.resume import fingerprint
 
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("verbose", "log_dir")}
+        if params.get("snapshots") == 1:  # as before the parameter existed: those backups keep resuming
+            del params["snapshots"]
         if not isinstance(params["random_state"], numbers.Integral):
             params["random_state"] = type(params["random_state"]).__name__  # a drawn seed: the backup records it
         params["classes"] = [str(c) for c in classes]
@@ -476,6 +594,13 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < (0 if "patience" in name else 1):
                 auto = "" if "patience" in name else ' or "auto"'
                 raise ValueError(f"{name} must be a {'non-negative' if 'patience' in name else 'positive'} integer{auto}, got {value!r}")
+        snapshots = self.snapshots
+        if not isinstance(snapshots, numbers.Integral) or isinstance(snapshots, bool) or snapshots < 1:
+            raise ValueError(f"snapshots must be a positive integer, got {snapshots!r}")
+        if snapshots > 1 and self.epochs != AUTO:
+            from zoo.snapshots import cycle_epochs
+
+            cycle_epochs(self.epochs, snapshots, auto=False)  # refuses epochs that do not divide into whole cycles
         if self.monitor not in _MONITORS:
             raise ValueError(f"monitor must be one of {_MONITORS}, got {self.monitor!r}")
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
@@ -549,8 +674,11 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has images of shape {X.shape[1:]}, but {type(self).__name__} was fitted on images of shape {tuple(expected)}")
         return X
 
-    def _callbacks(self, has_slice: bool, resumed: int = 0) -> list:
-        """The built-in callbacks; ``resumed``: epochs done before a restart (the CSV log is appended to, after them)."""
+    def _callbacks(self, has_slice: bool, resumed: int = 0, snapshot=None) -> list:
+        """The built-in callbacks; ``resumed``: epochs done before a restart (the CSV log is appended to, after them).
+
+        ``snapshot``: the snapshot callback of ``snapshots > 1`` (no early stopping, no ``ReduceLROnPlateau``; it logs the rate).
+        """
         import keras
 
         from zoo.resume import trim_csv
@@ -558,13 +686,15 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         cb = keras.callbacks
         monitor = self.monitor if has_slice else self.monitor.removeprefix("val_")
         mode = "max" if monitor.endswith("accuracy") else "min"  # Keras cannot tell for the soft-target agreement metric
-        callbacks = [cb.EarlyStopping(monitor=monitor, mode=mode, patience=self.patience, restore_best_weights=True)] if has_slice else []
+        callbacks = [cb.EarlyStopping(monitor=monitor, mode=mode, patience=self.patience, restore_best_weights=True)] if has_slice and snapshot is None else []
         log_dir = Path(self.log_dir) if self.log_dir is not None else None
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             callbacks.append(cb.ModelCheckpoint(str(log_dir / "best.weights.h5"), monitor=monitor, mode=mode, save_best_only=True,
                                                 save_weights_only=True))
-        if self.lr_schedule == "plateau":
+        if snapshot is not None:
+            callbacks.append(snapshot)
+        elif self.lr_schedule == "plateau":
             loss = "val_loss" if has_slice else "loss"
             callbacks.append(cb.ReduceLROnPlateau(monitor=loss, factor=self.lr_factor, patience=self.lr_patience, min_lr=self.min_lr))
         else:
@@ -580,7 +710,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         """The settings of this fit in the registry's recipe format (defaults of the newer settings left out)."""
         monitor = self.monitor if es_size else self.monitor.removeprefix("val_")
         callbacks = {}
-        if es_size:
+        if es_size and self.snapshots == 1:
             callbacks["early_stopping"] = {"monitor": monitor, "patience": self.patience, "restore_best_weights": True}
         callbacks["model_checkpoint"] = {"monitor": monitor, "save_best_only": True, "save_weights_only": True}
         if schedule is None:
@@ -596,7 +726,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             "callbacks": callbacks,
             "seed": seed,
         }
-        if schedule is not None:
+        if schedule is not None and self.snapshots > 1:
+            recipe["snapshots"] = self.snapshots
+            recipe["lr_schedule"] = dict(schedule)
+        elif schedule is not None:
             recipe["lr_schedule"] = {"name": "cosine", **{k: v for k, v in schedule.items() if k.endswith("_steps")}}
         if self.label_smoothing:
             recipe["label_smoothing"] = self.label_smoothing
@@ -637,6 +770,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     def __setstate__(self, state):
         state = dict(state)
         weights = state.pop("_model_weights", None)
+        state.setdefault("snapshots", 1)  # pickled or saved before the parameter existed
         super().__setstate__(state)
         if weights is not None:
             from zoo.models import build_model, compile_model
@@ -810,6 +944,10 @@ def _params_from_recipe(recipe: dict) -> dict:
         params.update(monitor=early.get("monitor", "val_loss"), patience=early.get("patience", 4))
     params.update(lr_factor=plateau.get("factor", 0.5), lr_patience=plateau.get("patience", 2), min_lr=plateau.get("min_lr", 1e-5))
     params.update(lr_schedule=recipe.get("lr_schedule", {}).get("name", "plateau"), label_smoothing=recipe.get("label_smoothing", 0.0))
+    snapshots = recipe.get("snapshots", 1)
+    if snapshots > 1:  # a snapshot ensemble: no early stopping, but a slice; the warm-up says which lr_schedule
+        params.update(snapshots=snapshots, early_stopping_size=recipe.get("early_stopping_size") or None,
+                      lr_schedule="cosine" if recipe.get("lr_schedule", {}).get("warmup_steps") else "plateau")
     return params
 
 

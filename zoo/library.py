@@ -7,7 +7,9 @@ its ``LIB/weights/<name>.weights.h5`` (and vocabulary) file, the library
 versions, and ``search: {study, trial, objective}``, the trial that produced
 it; ``logs: runs/<entry>`` names its CSV and TensorBoard logs (relative to
 the library) when the search wrote them. Entries are named
-``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007``).
+``<study>_t<trial number>`` (``fashion_mnist_bn_cnn_t0007``); a trial of a
+snapshot ensemble (``snapshots=M > 1``, :func:`add_snapshot_trials`) also
+writes its earlier snapshots as ``<study>_t<trial number>_s<k>``, ``k < M``.
 ``zoo.load(name, registry=LIB)`` loads them, checking the sha256, like the
 shipped models.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["add_trial", "drop_trial", "entry_name", "find_trial", "float32_model", "listing", "open_library", "prepare_trial", "ranked", "write_model",
+__all__ = ["add_snapshot_trials", "add_trial", "drop_trial", "entry_name", "find_trial", "float32_model", "listing", "open_library", "prepare_trial", "ranked", "snapshot_name", "write_model",
            "write_trial"]
 
 
@@ -85,6 +87,57 @@ def add_trial(library: Registry, clf, **record) -> dict:
     entry = prepare_trial(clf, library.weights_dir, **record)
     library.put(entry)
     return entry
+
+
+def snapshot_name(trial_entry: str, index: int, of: int) -> str:
+    """The entry of snapshot ``index`` (1-based) of ``of``: the trial's own entry for the last, ``<entry>_s<index>`` before it."""
+    return trial_entry if index == of else f"{trial_entry}_s{index}"
+
+
+def add_snapshot_trials(library: Registry, clf, *, study: str, trial: int, objective: dict, hyperparameters: dict, seconds: float,
+                        examples: int, dataset: str | None = None, data: dict | None = None, subset: int | None = None,
+                        logs: str | None = None) -> list[dict]:
+    """Write every snapshot of a search trial's fitted ``clf`` (``snapshots > 1``) as its own library entry.
+
+    Takes the keyword arguments of :func:`prepare_trial`. The last snapshot
+    (``clf.model_``) is the trial's entry ``<study>_tNNNN``, put last
+    (``find_trial`` and ``zoo.search.trials.reap`` take it as the sign that
+    the trial is written); the earlier ones are ``<study>_tNNNN_s<k>``. Each
+    entry records ``snapshot: {index, of, epoch}``, its own slice metrics, and
+    its own slice score as ``search.objective``'s value, so selection ranks
+    them; weights are written once each, by :func:`write_model`. See
+    ``zoo.snapshots`` for the decisions.
+
+    Parameters
+    ----------
+    library : Registry
+        The library's registry.
+    clf : ZooClassifier
+        Fitted with ``snapshots > 1`` and an early-stopping slice.
+
+    Returns
+    -------
+    list of dict
+        The entries written, snapshot 1 first.
+    """
+    import optuna
+
+    trial_entry = entry_name(study, trial)
+    key = objective["name"].removeprefix("early_stopping_")
+    entries = []
+    for member in clf.snapshot_estimators():
+        snapshot = member.snapshot_
+        scores = {k: round(float(v), 6) for k, v in member.early_stopping_scores_.items()}
+        own = {**objective, "value": scores[key]} if key in scores else dict(objective)
+        search = {"study": study, "trial": int(trial), "objective": own, "hyperparameters": hyperparameters}
+        entry = write_model(member, library.weights_dir, snapshot_name(trial_entry, snapshot["index"], snapshot["of"]), dataset=dataset,
+                            seconds=seconds, examples=examples, metrics={"early_stopping": scores}, subset=subset, search=search,
+                            data=data, logs=logs, versions={"optuna": optuna.__version__})
+        entry["snapshot"] = dict(snapshot)
+        entries.append(entry)
+    for entry in entries:  # the trial's own entry (the last snapshot) last
+        library.put(entry)
+    return entries
 
 
 def prepare_trial(

@@ -71,7 +71,7 @@ __all__ = ["AUGMENT_CHOICES", "FLIP_DATASETS", "SPACES", "TRAINING_PARAMS", "cho
 # left out on purpose: they change the early-stopping slice the trials are compared on.
 TRAINING_PARAMS = (
     "epochs", "batch_size", "optimizer", "learning_rate", "optimizer_options", "lr_schedule", "monitor", "patience",
-    "lr_factor", "lr_patience", "min_lr", "label_smoothing", "precision",
+    "lr_factor", "lr_patience", "min_lr", "label_smoothing", "precision", "snapshots",
 )
 
 _DROPOUT = {"low": 0.0, "high": 0.5}

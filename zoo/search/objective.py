@@ -20,6 +20,16 @@ Decisions:
   calls too, its files then written by ``write_trial`` on the coordinator);
   ``prepare_trial`` calls ``zoo.library.write_model``, the function
   ``zoo train`` writes its entries with.
+- Snapshot ensembles: a trial whose ``ZooClassifier`` has ``snapshots=M > 1``
+  (from the starting point's parameters, or the space once ``snapshots`` is
+  a training setting there) writes its ``M`` snapshots as ``M`` entries
+  (``zoo.library.add_snapshot_trials``): ``<study>_tNNNN`` is the last
+  snapshot, the trial's model as for any trial, and ``<study>_tNNNN_s1 ..
+  _s<M-1>`` the earlier ones, each with its own slice metrics and
+  ``snapshot: {index, of, epoch}``. The trial's own entry is written last, so
+  ``reap`` completes a trial only once all its entries are there. A trial
+  prepared on a Dask worker (``prepare_trial``) still writes the last
+  snapshot only.
 - Logs (``logs=True``): each trial writes the CSV log (``training.csv``) and
   TensorBoard event files (``tensorboard/``, histograms every epoch) that
   every entry's recipe lists, into ``LIB/runs/<entry>/``. They are extra
@@ -114,11 +124,14 @@ def load_data(config, arrays=None) -> tuple[np.ndarray, np.ndarray]:
 
 def run_trial(trial, config, X, y) -> float:
     """Train the trial's model, write it into the library, return the objective; then free the model's memory."""
-    from zoo.library import add_trial, open_library
+    from zoo.library import add_snapshot_trials, add_trial, open_library
 
     try:
         clf, record = fit_trial(trial, config, X, y)
-        add_trial(open_library(config.library), clf, **record)
+        if clf.snapshots > 1:
+            add_snapshot_trials(open_library(config.library), clf, **record)
+        else:
+            add_trial(open_library(config.library), clf, **record)
         return record["objective"]["value"]
     finally:
         release_memory()
