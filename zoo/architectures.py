@@ -8,6 +8,15 @@ single sigmoid unit (probability of the positive class), text models with more
 classes in a softmax. ``mlp`` also takes float feature vectors (an
 ``input_shape`` of length one). Output layers compute in float32, so models
 trained under a ``mixed_bfloat16`` policy stay stable.
+
+Wide variants: ``bn_cnn`` and ``residual`` take ``width``, a multiplier of
+their channel counts (``filters`` and ``dense``; ``stem`` and ``filters``),
+rounded half up by ``zoo.parameter_count.widened``. A multiplier rather than
+wider defaults: ``width=1`` (the default) builds the shipped models exactly
+(same layers, names and weights, so their weight files load), the layer names
+do not depend on it, and one number scales a tuned configuration. ``width=2``
+on the shipped configurations gives about 1.2M weights each (README,
+"Weight averaging and wider variants").
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from keras import layers
 
 from zoo.augment import POLICIES, policy_layers
 from zoo.naive_bayes import NBScale, standardize_text
+from zoo.parameter_count import widened
 
 __all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_nb", "text_rnn", "text_vectorizer"]
 
@@ -102,7 +112,7 @@ def mlp(input_shape=(28, 28, 1), num_classes=10, units=(512, 256), dropout=0.3):
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3, augment=None):
+def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense=128, dropout=0.3, augment=None, width=1):
     """Conv2D + BatchNormalization CNN: per stage two conv-BN-ReLU and a max-pool.
 
     Parameters
@@ -122,6 +132,10 @@ def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense
         up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
         zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
         flips (clothing, never digits), ``"_erase"`` random erasing.
+    width : float, default 1
+        Multiplier of ``filters`` and ``dense`` (rounded half up): ``2`` is
+        the wide variant (about 1.2M weights on 28x28x1); ``1`` builds the
+        shipped models exactly.
 
     Returns
     -------
@@ -129,6 +143,7 @@ def bn_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64, 128), dense
         The uncompiled model.
     """
     inputs, x = _image_input(input_shape, augment)
+    filters, dense = [widened(f, width) for f in filters], widened(dense, width)
     for s, f in enumerate(filters):
         x = _conv_bn(x, f, name=f"stage{s}a")
         x = _conv_bn(x, f, name=f"stage{s}b")
@@ -189,7 +204,7 @@ def _residual_block(x, filters: int, strides: int, name: str):
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2, augment=None):
+def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, filters=(32, 64, 128), blocks=2, dropout=0.2, augment=None, width=1):
     """Residual CNN: identity shortcuts inside a stage, 1x1 projections between stages.
 
     Parameters
@@ -214,6 +229,10 @@ def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, f
         up to 10 % (``"shift"``), pad-4 random crops (``"crop"``), rotation +
         zoom + shift (``"digits"``, for digits), ``"flip_"`` adds horizontal
         flips (clothing, never digits), ``"_erase"`` random erasing.
+    width : float, default 1
+        Multiplier of ``stem`` and ``filters`` (rounded half up): ``2``
+        with the shipped models' ``stem_strides=2, blocks=1`` is the wide
+        variant (about 1.2M weights on 28x28x1); ``1`` builds them exactly.
 
     Returns
     -------
@@ -221,6 +240,7 @@ def residual(input_shape=(28, 28, 1), num_classes=10, stem=32, stem_strides=1, f
         The uncompiled model.
     """
     inputs, x = _image_input(input_shape, augment)
+    stem, filters = widened(stem, width), [widened(f, width) for f in filters]
     x = _conv_bn(x, stem, strides=stem_strides, name="stem")
     for s, f in enumerate(filters):
         for b in range(blocks):

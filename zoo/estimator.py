@@ -50,6 +50,33 @@ each snapshot (``snapshot_scores_``). An explicit ``epochs`` must divide into
 of ``M``. With ``backup_dir`` the snapshots taken so far are kept in the
 backup folder and survive a resume.
 
+Weight averaging (``ema=m``, e.g. 0.99): Keras' own exponential moving
+average of the trainable weights (``use_ema=True, ema_momentum=m`` on the
+optimizer; each step ``average = m * average + (1 - m) * weights``, the
+first step copies). Left alone, Keras 3.15 scores the slice every epoch with
+the raw weights, swaps the average in only at the very end of ``fit``
+(``finalize_variable_values``), and then ``EarlyStopping``'s
+``restore_best_weights`` puts back the raw weights of the best epoch: the
+average is thrown away (checked: the weights after such a fit equal the
+non-averaged best epoch's). So the estimator scores the average instead: at
+the end of every epoch a callback (first in the list) swaps the averaged
+weights in, scores the slice with them (``val_loss``, ``val_accuracy``, in
+place of Keras' scoring of the raw weights, which is then not run);
+``EarlyStopping`` and ``ModelCheckpoint`` see and keep the averaged weights;
+a second callback puts the raw weights back before ``ReduceLROnPlateau``,
+the backup and the user's callbacks, so training goes on from them and
+``backup_dir`` saves them, the averages being optimizer variables that
+``BackupAndRestore`` saves and restores with the rest of the optimizer
+(a resumed fit goes on averaging). ``model_`` holds the averaged weights of
+the best epoch (the last without a slice), and the slice scores are theirs.
+BatchNormalization's moving statistics are not averaged (they are not
+trainable; they already average the recent batches). ``ema`` is recorded as
+``spec_["recipe"]["ema"]``. Not with ``snapshots > 1`` (refused: each
+snapshot is the end of its own cycle, an average would reach across the
+restarts), nor through ``optimizer_options`` (refused, use ``ema``). An
+average whose horizon is long for the fit (more than 5 % of it still on the
+initial weights, ``ema ** steps > 0.05``) gives a ``TrainingWarning``.
+
 TensorFlow is imported when a model is fitted or restored, not before.
 """
 
@@ -154,6 +181,12 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         and ``model_`` is the last. No early stopping (the slice scores each
         snapshot); ``epochs`` must be a multiple of ``M`` (``"auto"`` is
         rounded up to one).
+    ema : float in (0, 1) or None, default=None
+        Momentum of an exponential moving average of the weights (e.g.
+        ``0.99``: an average over about the last 100 steps); ``model_`` then
+        holds the averaged weights, and the slice (early stopping, the
+        learning-rate plateau, ``early_stopping_scores_``) scores them
+        (see the module docstring). Not with ``snapshots > 1``.
     early_stopping_size : int, float or None, default=0.1
         Size of the early-stopping slice carved out of the fit data: a count,
         or a fraction of the examples. It is stratified when every class has
@@ -253,6 +286,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         optimizer_options=None,
         lr_schedule="plateau",
         snapshots=1,
+        ema=None,
         early_stopping_size=0.1,
         monitor="val_loss",
         patience=4,
@@ -274,6 +308,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer_options = optimizer_options
         self.lr_schedule = lr_schedule
         self.snapshots = snapshots
+        self.ema = ema
         self.early_stopping_size = early_stopping_size
         self.monitor = monitor
         self.patience = patience
@@ -446,7 +481,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             else:
                 schedule = _cosine(self.learning_rate, steps_per_epoch, epochs) if self.lr_schedule == "cosine" else None
                 rate = {"learning_rate": keras.optimizers.schedules.CosineDecay(**schedule)} if schedule else {}
-            compile_model(model, {"optimizer": {**optimizer, **rate}}, text=text, label_smoothing=self.label_smoothing)
+            averaging = {"use_ema": True, "ema_momentum": float(self.ema)} if self.ema is not None else {}
+            compile_model(model, {"optimizer": {**optimizer, **rate, **averaging}}, text=text, label_smoothing=self.label_smoothing)
             builtin = self._callbacks(validation is not None, resumed=0 if backup is None else backup.epochs_before(), snapshot=snapshot)
             if backup is not None:
                 tracked = [c for c in builtin if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau, keras.callbacks.ModelCheckpoint))]
@@ -459,6 +495,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             else:
                 fit_targets = _one_hot(y_fit, len(classes)) if one_hot else y_fit
                 validation_data = (validation[0], _one_hot(validation[1], len(classes))) if one_hot and validation else validation
+            if self.ema is not None:  # the averaged weights are scored on the slice, by the callbacks, not Keras' raw ones
+                builtin = _with_averaged_weights(builtin, validation_data, batch_size)
+                validation_data = None
             history = model.fit(
                 X_fit,
                 fit_targets,
@@ -567,6 +606,9 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         if has_slice and self.epochs_ > 1 and self.best_epoch_ == epochs_run == self.epochs_:
             warnings.warn(f"the best epoch on the early-stopping slice is the last one ({self.epochs_}): the model was probably still "
                           f"improving when training stopped; try more epochs (e.g. epochs={2 * self.epochs_})", TrainingWarning, stacklevel=3)
+        if self.ema is not None and self.ema ** steps > 0.05:
+            warnings.warn(f"ema={self.ema}: after {steps} optimisation steps {self.ema ** steps:.0%} of the weight average still sits on the "
+                          f"initial weights; use a smaller momentum (e.g. {_ema_for(steps)}) or more epochs", TrainingWarning, stacklevel=3)
         if steps < FEW_STEPS:
             warnings.warn(f"training made only {steps} optimisation steps ({epochs_run} epochs of batches of {self.batch_size_}), fewer than "
                           f"{FEW_STEPS}: the model has barely trained; use a smaller batch_size or more epochs", TrainingWarning, stacklevel=3)
@@ -579,6 +621,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("verbose", "log_dir")}
         if params.get("snapshots") == 1:  # as before the parameter existed: those backups keep resuming
             del params["snapshots"]
+        if params.get("ema") is None:
+            del params["ema"]
         if not isinstance(params["random_state"], numbers.Integral):
             params["random_state"] = type(params["random_state"]).__name__  # a drawn seed: the backup records it
         params["classes"] = [str(c) for c in classes]
@@ -601,6 +645,17 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             from zoo.snapshots import cycle_epochs
 
             cycle_epochs(self.epochs, snapshots, auto=False)  # refuses epochs that do not divide into whole cycles
+        ema = self.ema
+        if ema is not None:
+            if not (isinstance(ema, numbers.Real) and not isinstance(ema, bool) and 0 < ema < 1):
+                raise ValueError(f"ema must be None or a momentum in (0, 1) such as 0.99, got {ema!r}")
+            if snapshots > 1:
+                raise ValueError(f"ema={ema!r} cannot be combined with snapshots={snapshots}: each snapshot is the end of its own cycle, "
+                                 "an average of the weights would reach across the restarts")
+        options = sorted(set(self.optimizer_options or {}) & {"use_ema", "ema_momentum", "ema_overwrite_frequency"})
+        if options:
+            raise ValueError(f"optimizer_options {', '.join(options)}: set the weight average with ZooClassifier(ema=MOMENTUM), which also "
+                             "scores the averaged weights on the early-stopping slice")
         if self.monitor not in _MONITORS:
             raise ValueError(f"monitor must be one of {_MONITORS}, got {self.monitor!r}")
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
@@ -733,6 +788,8 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
             recipe["lr_schedule"] = {"name": "cosine", **{k: v for k, v in schedule.items() if k.endswith("_steps")}}
         if self.label_smoothing:
             recipe["label_smoothing"] = self.label_smoothing
+        if self.ema is not None:
+            recipe["ema"] = float(self.ema)
         return plain_value(recipe)
 
     # ------------------------------------------------------------------ predicting
@@ -771,6 +828,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         state = dict(state)
         weights = state.pop("_model_weights", None)
         state.setdefault("snapshots", 1)  # pickled or saved before the parameter existed
+        state.setdefault("ema", None)
         super().__setstate__(state)
         if weights is not None:
             from zoo.models import build_model, compile_model
@@ -916,6 +974,44 @@ def _learning_rate_logger():
     return LearningRateLogger()
 
 
+def _with_averaged_weights(callbacks: list, validation, batch_size: int) -> list:
+    """``callbacks`` with the averaged weights swapped in for the slice, ``EarlyStopping`` and ``ModelCheckpoint`` (``ema``).
+
+    At each epoch's end the first callback saves the raw weights, swaps the
+    optimizer's averages in (``finalize_variable_values``, what Keras does at
+    the end of ``fit``) and writes the slice's ``val_*`` scores of the
+    averaged weights into the epoch's logs; the second, after the
+    checkpointing callbacks, puts the raw weights back.
+    """
+    import keras
+
+    raw = []
+
+    class AveragedWeightsIn(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            variables = self.model.trainable_weights
+            raw[:] = [keras.ops.convert_to_numpy(v) for v in variables]
+            self.model.optimizer.finalize_variable_values(variables)
+            if validation is not None and logs is not None:
+                scores = self.model.evaluate(*validation, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"val_{k}": float(v) for k, v in scores.items()})
+
+    class RawWeightsBack(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            for variable, value in zip(self.model.trainable_weights, raw, strict=True):
+                variable.assign(value)
+            raw.clear()
+
+    kept = (keras.callbacks.EarlyStopping, keras.callbacks.ModelCheckpoint)
+    split = max((i + 1 for i, c in enumerate(callbacks) if isinstance(c, kept)), default=0)
+    return [AveragedWeightsIn(), *callbacks[:split], RawWeightsBack(), *callbacks[split:]]
+
+
+def _ema_for(steps: int) -> float:
+    """A momentum whose average keeps about 5 % on the initial weights after ``steps`` steps (``1 - 3 / steps``, rounded down)."""
+    return max(math.floor((1 - 3 / max(steps, 1)) * 1000) / 1000, 0.5)
+
+
 def set_model_weights(model, weights) -> None:
     """``model.set_weights`` plus what ``load_weights`` also does: refresh adapted Normalization layers."""
     model.set_weights(weights)
@@ -944,6 +1040,8 @@ def _params_from_recipe(recipe: dict) -> dict:
         params.update(monitor=early.get("monitor", "val_loss"), patience=early.get("patience", 4))
     params.update(lr_factor=plateau.get("factor", 0.5), lr_patience=plateau.get("patience", 2), min_lr=plateau.get("min_lr", 1e-5))
     params.update(lr_schedule=recipe.get("lr_schedule", {}).get("name", "plateau"), label_smoothing=recipe.get("label_smoothing", 0.0))
+    if recipe.get("ema") is not None:
+        params["ema"] = recipe["ema"]
     snapshots = recipe.get("snapshots", 1)
     if snapshots > 1:  # a snapshot ensemble: no early stopping, but a slice; the warm-up says which lr_schedule
         params.update(snapshots=snapshots, early_stopping_size=recipe.get("early_stopping_size") or None,

@@ -16,6 +16,9 @@ absurd amounts either.
 
 The formulas follow :mod:`zoo.architectures` layer by layer; a test builds
 each family with random hyperparameters and compares with Keras' own count.
+The wide variants' channels (``width`` of ``bn_cnn`` and ``residual``) are
+rounded by :func:`widened`, which the builders call too, so the two cannot
+round apart; ``width`` is bounded by :data:`LIMITS` (activations grow with it).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 import numbers
 import os
 
-__all__ = ["LIMITS", "HyperparameterError", "check_hyperparameters", "count_parameters", "stored_parameters"]
+__all__ = ["LIMITS", "HyperparameterError", "check_hyperparameters", "count_parameters", "stored_parameters", "widened"]
 
 LIMITS = {
     "image_side": 1024,  # height and width of image inputs
@@ -33,6 +36,7 @@ LIMITS = {
     "ngrams": 8,
     "depth": 64,  # stages, blocks, layers, modules
     "strides": 8,
+    "width": 8,  # the image builders' width multiplier
 }
 
 
@@ -51,6 +55,25 @@ def _ints(value, name: str, high_len: int = LIMITS["depth"], min_len: int = 0) -
     if not isinstance(value, (list, tuple)) or not min_len <= len(value) <= high_len:
         raise HyperparameterError(f"hyperparameter {name}={str(value)[:40]}: expected a list of {min_len} to {high_len} whole numbers")
     return [_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+def widened(channels: int, width=1) -> int:
+    """``channels`` times ``width``, rounded half up, at least 1: the channels of the wide variants.
+
+    ``bn_cnn`` and ``residual`` (``zoo.architectures``) build with it and the
+    counts here count with it, so both round alike; ``width=1`` gives
+    ``channels`` unchanged.
+
+    Raises
+    ------
+    HyperparameterError
+        ``width`` is not a number in ``(0, LIMITS["width"]]``.
+    """
+    if not isinstance(width, numbers.Real) or isinstance(width, bool) or not math.isfinite(width) or not 0 < width <= LIMITS["width"]:
+        raise HyperparameterError(f"hyperparameter width={str(width)[:40]}: expected a number above 0, at most {LIMITS['width']}")
+    if width == 1:
+        return channels
+    return max(1, math.floor(channels * width + 0.5))
 
 
 def _image_channels(params: dict) -> int:
@@ -87,11 +110,13 @@ def _mlp(p, _):
 
 def _bn_cnn(p, _):
     c = _image_channels(p)
+    width = p.get("width", 1)
     total = 0
     for f in _ints(p.get("filters", (32, 64, 128)), "filters", min_len=1):
+        f = widened(f, width)
         total += _conv_bn(c, f) + _conv_bn(f, f)
         c = f
-    dense = _int(p.get("dense", 128), "dense")
+    dense = widened(_int(p.get("dense", 128), "dense"), width)
     return total + _dense(c, dense) + _dense(dense, _int(p.get("num_classes", 10), "num_classes", low=2))
 
 
@@ -107,18 +132,20 @@ def _sepconv(p, _):
     return total + _dense(c, _int(p.get("num_classes", 10), "num_classes", low=2))
 
 
-def _stem(p) -> tuple[int, int]:
+def _stem(p, width=1) -> tuple[int, int]:
     """Weights and output channels of the image input's strided conv-BN stem (residual, inception)."""
     c = _image_channels(p)
-    stem = _int(p.get("stem", 32), "stem")
+    stem = widened(_int(p.get("stem", 32), "stem"), width)
     _int(p.get("stem_strides", 1), "stem_strides", high=LIMITS["strides"])
     return _conv_bn(c, stem), stem
 
 
 def _residual(p, _):
-    total, c = _stem(p)
+    width = p.get("width", 1)
+    total, c = _stem(p, width)
     blocks = _int(p.get("blocks", 2), "blocks", high=LIMITS["depth"])
     for s, f in enumerate(_ints(p.get("filters", (32, 64, 128)), "filters", min_len=1)):
+        f = widened(f, width)
         for b in range(blocks):
             total += _conv_bn(c, f) + _conv_bn(f, f)
             if (s > 0 and b == 0) or c != f:
