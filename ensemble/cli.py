@@ -277,8 +277,12 @@ def _cmd_distill(args):
     X, _, where = _load_data(args, args.split)
     X = X if args.subset is None else X[: args.subset]
     name = args.name or f"{args.dataset or Path(args.data).stem}_student"
+    data = f"--dataset {args.dataset} --split {args.split}" if args.dataset else f"--data {args.data}"
+    command = (f"ensemble distill {args.path} --student {args.student} {data} --out {args.out} --name {name} "
+               f"--temperature {args.temperature:g} --seed {args.seed}" + ("" if args.epochs is None else f" --epochs {args.epochs}")
+               + ("" if args.subset is None else f" --subset {args.subset}"))
     result = ensemble.distill_into(args.path, X, args.student, args.out, name=name, dataset=args.dataset, temperature=args.temperature,
-                                   epochs=args.epochs, seed=args.seed, trusted=args.trust, progress=not args.quiet)
+                                   epochs=args.epochs, seed=args.seed, trusted=args.trust, progress=not args.quiet, command=command)
     return Output({**result, "data": where}, f"{result['name']} written to {result['library']}: distilled in {result['seconds']} s, "
                   f"early-stopping slice {result['metrics']['early_stopping']}")
 
@@ -292,7 +296,7 @@ def build_parser():
         p.add_argument("--split", choices=["train", "validation", "test"], default=default_split)
         p.add_argument("--data", metavar="FILE.npz", help="your own arrays X and y instead of a dataset split")
         p.add_argument("--cache", metavar="DIR", help="member prediction cache (default: $ZOO_CACHE_DIR/predictions)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (Caruana bagging, random-forest meta-learner)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (Caruana bagging, random-forest meta-learner, a distilled student)")
 
     def member_args(p, required=True):
         p.add_argument("--members", nargs="+", required=required, default=[], metavar="M", help="zoo names or model files (.skops, .keras, .json/.ubj)")
@@ -362,7 +366,7 @@ def build_parser():
 
     p = sub.add_parser("distill", parents=[common], help="train a student (a zoo recipe or builder) on a saved ensemble's soft labels")
     p.add_argument("path", metavar="DIR")
-    p.add_argument("--student", required=True, metavar="NAME", help="a zoo recipe (fashion_mnist_bn_cnn: its augmentation, schedule) or builder")
+    p.add_argument("--student", required=True, metavar="NAME", help="a zoo recipe (fashion_mnist_bn_cnn: its augmentation, schedule), a library entry LIB/ENTRY, or a builder")
     p.add_argument("--out", required=True, metavar="LIB", help="model library to write the student into (created if missing)")
     p.add_argument("--name", metavar="ENTRY", help="the student's entry name (default: <dataset or data>_student)")
     p.add_argument("--temperature", type=float, default=1.0, help="soft labels p**(1/T), renormalised (default: 1)")

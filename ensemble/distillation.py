@@ -217,7 +217,7 @@ def _plain_list(values) -> list:
 
 
 def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.0, epochs=None, seed=0, trusted=None,
-                 progress=None):
+                 progress=None, command=None):
     """Distil a saved ensemble into a student named by a plug-in, and save it where the plug-in saves students.
 
     What ``ensemble distill DIR --student NAME --out OUT`` does: the student
@@ -245,6 +245,10 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
         Override the student's number of epochs.
     seed : int, default=0
         The student's random seed.
+    command : str, optional
+        The command line recorded with the student (the command-line tool
+        passes its own, so that it reproduces the student); by default one
+        naming the teacher, student, temperature, epochs and seed.
 
     Returns
     -------
@@ -259,6 +263,8 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
     started = time.perf_counter()
     distill(teacher, X, model, temperature=temperature, trusted=trusted, progress=progress)
     seconds = time.perf_counter() - started
-    command = f"ensemble distill {teacher} --student {student} --temperature {temperature}"
+    if command is None:
+        command = f"ensemble distill {teacher} --student {student} --temperature {temperature} --seed {seed}"
+        command += "" if epochs is None else f" --epochs {epochs}"
     record = save(model, out, name=name, dataset=dataset, seconds=seconds, examples=len(X), command=command)
     return {**record, "seconds": round(seconds, 1), "distilled_from": model.distilled_from_}

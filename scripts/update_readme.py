@@ -6,6 +6,9 @@
   written by ``scripts/ensemble_results.py`` from real runs;
 * the search table comes from ``scripts/results/search_results.json``,
   written by ``scripts/search_results.py`` (the shipped libraries and ensembles);
+* the serving table comes from ``scripts/results/serving_results.json``,
+  written by ``scripts/bench_serving.py`` (ensemble, fused model, SavedModel,
+  student and best member, measured in one run);
 * the builder table comes from the builders of ``zoo.architectures``: each
   hyperparameter's default from ``inspect.signature`` (the code, so it cannot
   drift) and its meaning from the ``Parameters`` section of the builder's
@@ -29,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results" / "ensemble_results.json"
 SEARCH_RESULTS = ROOT / "scripts" / "results" / "search_results.json"
+SERVING_RESULTS = ROOT / "scripts" / "results" / "serving_results.json"
 
 
 def zoo_table() -> str:
@@ -130,8 +134,37 @@ def builder_table() -> str:
     return "\n".join(lines)
 
 
+def serving_table() -> str:
+    if not SERVING_RESULTS.exists():
+        return "_No serving results yet: run `python scripts/bench_serving.py`._"
+    results = json.loads(SERVING_RESULTS.read_text())
+    parts = []
+    for ds in results["datasets"]:
+        student = ds["student"]
+        parts.append(f"**{ds['dataset']}** — test split; best member by validation accuracy: `{ds['best_member']}`\n")
+        parts.append("| model | test acc | test log loss | predict s / 10k | vs best member | size on disk |")
+        parts.append("|---|---:|---:|---:|---:|---:|")
+        for row in ds["rows"]:
+            if "accuracy" not in row:
+                parts.append(f"| {row['model']} | | | | | {row['note']} |")
+                continue
+            size = row["size_bytes"] / 1e6
+            parts.append(f"| {row['model']} | {row['accuracy']:.2%} | {row['log_loss']:.4f} | {row['seconds_per_10k']:.2f} | "
+                         f"{row['time_vs_best_member']:.2f}x | {size:.1f} MB |")
+        kept = student["kept_gain"]
+        kept = ("" if kept is None else f"keeps {kept:.0%} of the ensemble's gain over the best member; " if kept >= 0
+                else "is below the best member; ")
+        parts.append(f"\nStudent `{student['name']}`: {kept}targets (at least half the gain, at most 1.2x the member's time) "
+                     f"{'met' if student['targets_met'] else '**not met**'}.\n")
+    versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+    parts.append(f"_Produced by `{results['command']}` on {results['date']} ({versions}); "
+                 "best of two timed passes each, on the 2-core development machine._")
+    return "\n".join(parts)
+
+
 def render(readme: str) -> str:
-    tables = (("zoo-table", zoo_table()), ("builder-table", builder_table()), ("ensemble-table", ensemble_table()), ("search-table", search_table()))
+    tables = (("zoo-table", zoo_table()), ("builder-table", builder_table()), ("ensemble-table", ensemble_table()), ("search-table", search_table()),
+              ("serving-table", serving_table()))
     for marker, content in tables:
         pattern = re.compile(rf"(<!-- {marker}:start -->\n)(?:.*?\n)?(<!-- {marker}:end -->)", re.DOTALL)
         if not pattern.search(readme):

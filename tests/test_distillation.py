@@ -156,7 +156,7 @@ def test_zoo_soft_targets_are_checked_and_scored_against_the_targets():
 def test_a_sigmoid_text_model_learns_two_class_soft_targets():
     texts = np.array(["good fun film", "bad dull film", "fun and good", "dull and bad"] * 10)
     P = np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]] * 10)
-    clf = ZooClassifier("text_bow", builder__max_tokens=50, epochs=30, learning_rate=0.05, early_stopping_size=None).fit(texts, P)
+    clf = ZooClassifier("text_bow", builder__max_tokens=50, epochs=30, batch_size=128, learning_rate=0.05, early_stopping_size=None).fit(texts, P)
     assert clf.model_.output_shape[-1] == 1 and clf.classes_.tolist() == [0, 1]
     np.testing.assert_allclose(clf.predict_proba(texts[:4]), P[:4], atol=0.15)  # measured within 0.07: probabilities, not labels
     assert clf.history_["accuracy"][-1] > 0.9  # agreement with each row's argmax (Keras' binary accuracy would be 0 on soft targets)
@@ -192,7 +192,38 @@ def test_the_distill_command_writes_a_loadable_library_entry_with_its_provenance
     proba = zoo.predict_proba(student, X[800:900])
     assert proba.shape == (100, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
 
+    again = run_command("ensemble", "distill", tmp_path / "teacher", "--student", tmp_path / "lib" / "distil_student", "--out",
+                        tmp_path / "lib", "--name", "from_entry", "--data", tmp_path / "distil.npz", "--epochs", "1", "--json", "--quiet")
+    assert again.returncode == 0, again.stderr  # LIB/ENTRY: a library entry's architecture and recipe as the student
+    second = zoo.Registry(tmp_path / "lib" / "registry.yaml").entry("from_entry")
+    assert second["params"] == entry["params"] and second["recipe"]["optimizer"] == entry["recipe"]["optimizer"]
+
     unknown = run_command("ensemble", "distill", tmp_path / "teacher", "--student", "mnist_resnet152", "--out", tmp_path / "lib2",
                           "--data", tmp_path / "distil.npz", "--quiet")
     assert unknown.returncode == 2 and "student 'mnist_resnet152' is not a zoo recipe" in unknown.stderr
     assert not (tmp_path / "lib2").exists()
+
+
+def test_split_metrics_score_a_students_columns_against_the_dataset_labels(data_dir):
+    """What a shipped student's entry records: accuracy and log loss on the validation and test splits, the probability
+    columns being the teacher's classes (here reversed, so a label mix-up would show)."""
+    from sklearn.metrics import accuracy_score, log_loss
+    from sklearn.pipeline import make_pipeline
+
+    from ensemble.preprocessing import Flatten
+    from zoo.library import split_metrics
+
+    X, y = datasets.load("mnist", "train", data_dir)
+    clf = make_pipeline(Flatten(), LogisticRegression(max_iter=100)).fit(X[:500], y[:500])
+    classes = np.arange(10)[::-1]
+
+    def reversed_columns(Z):
+        return clf.predict_proba(Z)[:, ::-1]
+
+    metrics = split_metrics(reversed_columns, "mnist", classes)
+    X_test, y_test = datasets.load("mnist", "test", data_dir)
+    proba = clf.predict_proba(X_test)
+    assert metrics["test"]["accuracy"] == round(accuracy_score(y_test, proba.argmax(1)), 6)
+    assert metrics["test"]["log_loss"] == pytest.approx(log_loss(y_test, proba, labels=np.arange(10)), abs=1e-6)
+    assert set(metrics) == {"validation", "test"} and 0.8 < metrics["validation"]["accuracy"] < 1
+    assert split_metrics(reversed_columns, "my_own_data", classes) == {}

@@ -191,7 +191,8 @@ def _member_dataset(estimator):
 
 
 def _student(name, *, epochs=None, seed=0, examples=None):
-    """An unfitted ``ZooClassifier``: a zoo recipe's (its augmentation and schedule) or a builder's defaults; None for other names.
+    """An unfitted ``ZooClassifier``: a zoo recipe's (its augmentation and schedule), a model-library entry's
+    (``LIB/ENTRY``: the entry's architecture and recipe) or a builder's defaults; None for other names.
 
     On fewer examples than four times the recipe's early-stopping slice, the
     slice is a quarter of them (at least 32), as for ``zoo train --subset``.
@@ -205,6 +206,9 @@ def _student(name, *, epochs=None, seed=0, examples=None):
         student = ZooClassifier.from_zoo(name, **params)
     elif name in BUILDER_KINDS:
         student = ZooClassifier(name, **params)
+    elif _library_entry(name) is not None:
+        registry, entry = _library_entry(name)
+        student = ZooClassifier.from_zoo(entry, registry=registry, **params)
     else:
         return None
     size = student.early_stopping_size
@@ -213,12 +217,26 @@ def _student(name, *, epochs=None, seed=0, examples=None):
     return student
 
 
+def _library_entry(name):
+    """``(registry path, entry)`` for ``LIB/ENTRY`` naming an entry of the model library ``LIB``; None otherwise."""
+    from pathlib import Path
+
+    from zoo.library import open_library
+
+    folder, _, entry = str(name).rstrip("/").rpartition("/")
+    if not folder or not (Path(folder) / "registry.yaml").is_file():
+        return None
+    library = open_library(folder)
+    return (library.path, entry) if entry in library else None
+
+
 def _save_student(student, out, *, name, dataset, seconds, examples, command):
     """Write a distilled student into the model library ``out`` (created if missing); its entry records ``distilled_from``."""
-    from zoo.library import open_library, write_model
+    from zoo.library import open_library, split_metrics, write_model
 
     library = open_library(out)
     metrics = {"early_stopping": {k: round(float(v), 6) for k, v in student.early_stopping_scores_.items()}}
+    metrics.update(split_metrics(student.predict_proba, dataset, student.distilled_from_["classes"]))
     entry = write_model(student, library.weights_dir, name, dataset=dataset, seconds=seconds, examples=examples, metrics=metrics,
                         command=command, distilled_from=student.distilled_from_)
     library.put(entry)

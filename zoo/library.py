@@ -28,7 +28,7 @@ from pathlib import Path
 
 from zoo.registry import BUILDER_KINDS, Registry
 
-__all__ = ["add_snapshot_trials", "add_trial", "drop_trial", "entry_name", "find_trial", "float32_model", "listing", "open_library", "prepare_trial", "ranked", "snapshot_name", "write_model",
+__all__ = ["add_snapshot_trials", "add_trial", "drop_trial", "entry_name", "find_trial", "float32_model", "listing", "open_library", "prepare_trial", "ranked", "snapshot_name", "split_metrics", "write_model",
            "write_trial"]
 
 
@@ -329,6 +329,30 @@ def write_model(
     if dataset is not None:
         entry["licence"] = datasets.DATASETS[dataset]["licence"]
     return entry
+
+
+def split_metrics(predict_proba, dataset, classes) -> dict:
+    """``{"validation": scores, "test": scores}`` of ``predict_proba`` on a zoo dataset's splits ({} for other data).
+
+    ``classes`` are the labels of the probability columns (a distilled
+    student's columns are its teacher's ``classes_``). What a student's entry
+    records, as ``zoo train`` records a recipe's test metrics.
+    """
+    import numpy as np
+
+    from zoo import datasets
+    from zoo.models import scores
+
+    if dataset not in datasets.DATASETS:
+        return {}
+    classes = np.asarray(classes)
+    order = np.argsort(classes, kind="stable")
+    out = {}
+    for split in ("validation", "test"):
+        X, y = datasets.load(dataset, split)
+        column = order[np.searchsorted(classes[order], y)]  # each label's column
+        out[split] = {k: round(float(v), 6) for k, v in scores(column, predict_proba(X)).items()}
+    return out
 
 
 def float32_model(clf):
