@@ -171,6 +171,15 @@ SPACES: dict[str, dict] = {
         "batch_size": {"choices": [32, 64, 128]},
         "epochs": {"choices": [5, 10]},
     },
+    "text_nb": {  # two classes only; the NB-MLP is most accurate after 2-3 epochs (zoo.recipes imdb_nb)
+        "max_tokens": {"choices": [100000, 200000]},
+        "ngrams": {"choices": [2, 3]},
+        "units": {"choices": [8, 16, 32]},
+        "alpha": {"low": 0.25, "high": 2.0, "log": True},
+        "learning_rate": _TEXT_LR,
+        "batch_size": {"choices": [64, 128]},
+        "epochs": {"choices": [2, 3, 4]},
+    },
 }
 
 _FROM_DATA = ("input_shape", "num_classes", "vocabulary")
