@@ -15,6 +15,7 @@ import pytest
 
 from zoo import datasets
 from zoo.estimator import ZooClassifier
+from interrupt import InterruptAfter
 
 # A fit in its own process: it records every epoch it runs (pid, epoch, loss) and, when told, waits
 # at the start of epoch KILL_AT for the SIGKILL the test sends.
@@ -120,21 +121,11 @@ def test_a_fit_killed_after_early_stopping_does_not_train_again_and_keeps_the_be
     assert not (tmp_path / "b").exists()
 
 
-class _InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise KeyboardInterrupt
-
-
 def test_a_backup_of_another_training_or_one_that_does_not_match_its_record_is_refused(tmp_path, data_dir):
     X, y = _images()
     folder = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        ZooClassifier("mlp", epochs=4, batch_size=64).fit(X, y, callbacks=[_InterruptAfter(2)], backup_dir=folder)
+        ZooClassifier("mlp", epochs=4, batch_size=64).fit(X, y, callbacks=[InterruptAfter(2)], backup_dir=folder)
     recorded = (folder / "state.json").read_text()
 
     with pytest.raises(ValueError, match="holds the backup of another training"):
@@ -161,7 +152,7 @@ def test_a_backup_of_another_training_or_one_that_does_not_match_its_record_is_r
 
     # weights that match no record are never loaded
     with pytest.raises(KeyboardInterrupt):
-        ZooClassifier("mlp", epochs=4, batch_size=64).fit(X, y, callbacks=[_InterruptAfter(2)], backup_dir=folder)
+        ZooClassifier("mlp", epochs=4, batch_size=64).fit(X, y, callbacks=[InterruptAfter(2)], backup_dir=folder)
     for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
         (folder / name).write_bytes(b"tampered")
     with pytest.raises(ValueError, match="no weights file matches the record of epoch 2"):

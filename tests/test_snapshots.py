@@ -14,6 +14,7 @@ import zoo
 from zoo import datasets
 from zoo.estimator import TrainingWarning, ZooClassifier
 from zoo.snapshots import cycle_epochs, cyclic_rate, cyclic_schedule
+from interrupt import InterruptAfter
 
 LR = 5e-3
 
@@ -120,15 +121,6 @@ def test_refusals_and_auto_epochs_rounded_up_to_whole_cycles(data_dir):
 
 def test_snapshots_survive_a_resume_from_the_backup_folder_and_a_tampered_one_is_refused(tmp_path, data_dir):
     from zoo.resume import BackupRefusedError
-
-    class InterruptAfter(keras.callbacks.Callback):
-        def __init__(self, epochs):
-            super().__init__()
-            self.epochs = epochs
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == self.epochs:
-                raise KeyboardInterrupt
 
     X, y = _images(300)
     folder = tmp_path / "backup"

@@ -13,6 +13,7 @@ import pytest
 
 from zoo import datasets
 from zoo.estimator import TrainingWarning, ZooClassifier
+from interrupt import InterruptAfter
 
 PARAMS = dict(builder__filters=(8, 16), epochs=4, batch_size=32, learning_rate=3e-3, patience=10, early_stopping_size=40)
 
@@ -118,16 +119,6 @@ def test_invalid_settings_are_refused_before_training(params, message):
         ZooClassifier("bn_cnn", **params).fit(X, y)
 
 
-class _InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise KeyboardInterrupt
-
-
 class _AtStart(keras.callbacks.Callback):
     """The optimizer's averages and step counter when training (re)starts, after the backup was restored."""
 
@@ -142,7 +133,7 @@ def test_a_resumed_fit_goes_on_with_the_backed_up_averages(tmp_path, data_dir):
     record = _Record()
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingWarning)
-        ZooClassifier("bn_cnn", **params).fit(X, y, callbacks=[record, _InterruptAfter(2)], backup_dir=tmp_path / "b")
+        ZooClassifier("bn_cnn", **params).fit(X, y, callbacks=[record, InterruptAfter(2)], backup_dir=tmp_path / "b")
     assert json.loads((tmp_path / "b" / "state.json").read_text())["epoch"] == 2
     start = _AtStart()
     with warnings.catch_warnings():
@@ -159,6 +150,6 @@ def test_a_resumed_fit_goes_on_with_the_backed_up_averages(tmp_path, data_dir):
     assert not (tmp_path / "b").exists()
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingWarning)
-        ZooClassifier("bn_cnn", **params).fit(X, y, callbacks=[_InterruptAfter(1)], backup_dir=tmp_path / "c")
+        ZooClassifier("bn_cnn", **params).fit(X, y, callbacks=[InterruptAfter(1)], backup_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="holds the backup of another training"):  # ema is part of the fit's identity
         ZooClassifier("bn_cnn", **{**params, "ema": 0.9}).fit(X, y, backup_dir=tmp_path / "c")
