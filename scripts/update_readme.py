@@ -39,15 +39,16 @@ def zoo_table() -> str:
     import zoo
 
     lines = [
-        "| model | dataset | architecture | parameters | val acc | test acc | test log loss | epochs | train time |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | dataset | architecture | parameters | val acc | test acc | test log loss | epochs | s/epoch | train time |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in zoo.list_models():
         e = zoo.info(name)
         m, t = e["metrics"], e["training"]
         lines.append(
             f"| `{name}` | {e['dataset']} | {e['builder']} | {e['parameters']:,} | {m['validation']['accuracy']:.2%} "
-            f"| {m['test']['accuracy']:.2%} | {m['test']['log_loss']:.4f} | {t['epochs_run']} | {t['seconds'] / 60:.1f} min |"
+            f"| {m['test']['accuracy']:.2%} | {m['test']['log_loss']:.4f} | {t['epochs_run']} | {t['seconds'] / t['epochs_run']:.0f} "
+            f"| {t['seconds'] / 60:.1f} min |"
         )
     return "\n".join(lines)
 

@@ -23,7 +23,8 @@ def _layout(model) -> list:
 
 
 def test_width_one_builds_every_shipped_entry_exactly_as_before():
-    entries = [(name, zoo.info(name)) for name in zoo.list_models() if zoo.info(name)["builder"] in WIDE]
+    entries = [(name, zoo.info(name)) for name in zoo.list_models()
+               if zoo.info(name)["builder"] in WIDE and "width" not in zoo.info(name)["params"]]  # v2 entries set their own
     assert {e["builder"] for _, e in entries} == set(WIDE)
     for name, entry in entries:
         default = build(entry["builder"], **entry["params"])
