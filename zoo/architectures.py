@@ -30,7 +30,7 @@ from zoo.augment import POLICIES, policy_layers
 from zoo.naive_bayes import NBScale, standardize_text
 from zoo.parameter_count import widened
 
-__all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_nb", "text_rnn", "text_vectorizer"]
+__all__ = ["BUILDERS", "bn_cnn", "build", "inception", "mlp", "residual", "sepconv", "text_bow", "text_conv1d", "text_nb", "text_region_cnn", "text_rnn", "text_vectorizer"]
 
 
 # --------------------------------------------------------------------------- images
@@ -317,6 +317,7 @@ _VECTORIZE = {
     "text_rnn": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 300)},
     "text_bow": lambda p: {"output_mode": "multi_hot", "ngrams": p.get("ngrams", 2)},
     "text_nb": lambda p: {"output_mode": "multi_hot", "ngrams": p.get("ngrams", 3), "standardize": standardize_text, "sparse": True},
+    "text_region_cnn": lambda p: {"output_mode": "int", "output_sequence_length": p.get("sequence_length", 1000), "standardize": standardize_text},
 }
 
 
@@ -512,6 +513,85 @@ def text_nb(vocabulary=None, num_classes=2, max_tokens=200000, ngrams=3, units=8
     return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_nb")
 
 
+_REGION_MODES = ("seq", "bow")
+_REGION_POOLING = ("max", "average", "max_average")
+
+
+def text_region_cnn(vocabulary=None, num_classes=2, max_tokens=30000, sequence_length=1000, region=3, maps=1000, mode="seq",
+                    pooling="max", dropout=0.5):
+    """A region CNN over one-hot words (Johnson & Zhang 2015): one wide layer of region features, pooled.
+
+    Each feature map is a linear function of the one-hot vectors of
+    ``region`` consecutive tokens, followed by a ReLU and a pooling over the
+    whole text. ``mode="seq"`` (J&Z's seq-CNN) keeps the word order inside a
+    region: one embedding table of width ``maps`` per position of the region,
+    the table of position ``k`` looked up at token ``t + k`` and the
+    ``region`` lookups summed, which is a convolution over the concatenated
+    one-hot vectors without ever materialising them. ``mode="bow"``
+    (bow-CNN) uses one table and averages it over the region (a bag of
+    words per region). There is no bias: every region holds ``region``
+    tokens (padding included), so a bias is part of the embeddings. Tokens as
+    ``text_nb``'s (lower-cased, HTML tags removed, punctuation marks kept as
+    tokens); texts are padded or truncated to ``sequence_length`` tokens and
+    the padding token has an embedding of its own.
+
+    Parameters
+    ----------
+    vocabulary : list of str
+        Vocabulary of the ``TextVectorization`` layer, without its special
+        tokens (required; see ``text_vectorizer``).
+    num_classes : int, default 2
+        Number of classes: 2 gives one sigmoid unit, more a softmax.
+    max_tokens : int, default 30000
+        Vocabulary size of the ``TextVectorization`` layer (padding and
+        out-of-vocabulary tokens included).
+    sequence_length : int, default 1000
+        Tokens kept per text (padded or truncated).
+    region : int, default 3
+        Tokens per region (the convolution's width).
+    maps : int, default 1000
+        Feature maps; each region embedding table has ``max_tokens * maps`` weights.
+    mode : {"seq", "bow"}, default "seq"
+        Word order inside a region kept (``region`` tables) or not (one table).
+    pooling : {"max", "average", "max_average"}, default "max"
+        Global pooling over the text; ``"max_average"`` concatenates both.
+    dropout : float, default 0.5
+        Dropout rate before the output layer.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled model.
+    """
+    if mode not in _REGION_MODES:
+        raise ValueError(f"mode must be one of {_REGION_MODES}, got {mode!r}")
+    if pooling not in _REGION_POOLING:
+        raise ValueError(f"pooling must be one of {_REGION_POOLING}, got {pooling!r}")
+    if not 1 <= region <= sequence_length:
+        raise ValueError(f"region must be between 1 and sequence_length={sequence_length}, got {region!r}")
+    inputs, tokens = _text_input("text_region_cnn", vocabulary, {"max_tokens": max_tokens, "sequence_length": sequence_length})
+    if mode == "bow":
+        x = layers.Embedding(max_tokens, maps, name="embedding")(tokens)
+        if region > 1:
+            x = layers.AveragePooling1D(region, strides=1, name="region_bow")(x)
+    else:
+        parts = []
+        for k in range(region):
+            part = layers.Embedding(max_tokens, maps, name=f"region{k}")(tokens)
+            if region > 1:  # position k of the region starting at t is token t + k
+                part = layers.Cropping1D((k, region - 1 - k), name=f"region{k}_crop")(part)
+            parts.append(part)
+        x = layers.Add(name="region_sum")(parts) if region > 1 else parts[0]
+    x = layers.Activation("relu", name="region_relu")(x)
+    pooled = []
+    if pooling in ("max", "max_average"):
+        pooled.append(layers.GlobalMaxPooling1D(name="global_max")(x))
+    if pooling in ("average", "max_average"):
+        pooled.append(layers.GlobalAveragePooling1D(name="global_average")(x))
+    x = layers.Concatenate(name="pooled")(pooled) if len(pooled) > 1 else pooled[0]
+    return keras.Model(inputs, _text_head(x, num_classes, dropout), name="text_region_cnn")
+
+
 BUILDERS = {
     "mlp": mlp,
     "bn_cnn": bn_cnn,
@@ -522,6 +602,7 @@ BUILDERS = {
     "text_rnn": text_rnn,
     "text_bow": text_bow,
     "text_nb": text_nb,
+    "text_region_cnn": text_region_cnn,
 }
 
 TEXT_BUILDERS = frozenset(_VECTORIZE)

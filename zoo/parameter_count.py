@@ -227,6 +227,20 @@ def _text_nb(p, vocabulary_size):
     return width + _dense(width, units) + _text_head(units, p)  # the naive-Bayes ratios, then the network
 
 
+def _text_region_cnn(p, _):
+    length = _sequence(p, 1000)
+    region = _int(p.get("region", 3), "region", high=length)
+    maps = _int(p.get("maps", 1000), "maps")
+    mode, pooling = p.get("mode", "seq"), p.get("pooling", "max")
+    if mode not in ("seq", "bow"):
+        raise HyperparameterError(f"hyperparameter mode={str(mode)[:40]!r}: expected 'seq' or 'bow'")
+    if pooling not in ("max", "average", "max_average"):
+        raise HyperparameterError(f"hyperparameter pooling={str(pooling)[:40]!r}: expected 'max', 'average' or 'max_average'")
+    tables = region if mode == "seq" else 1  # one embedding table per position of the region (seq), or one (bow)
+    pooled = 2 * maps if pooling == "max_average" else maps
+    return tables * _int(p.get("max_tokens", 30000), "max_tokens") * maps + _text_head(pooled, p)
+
+
 _COUNTS = {
     "mlp": _mlp,
     "bn_cnn": _bn_cnn,
@@ -237,6 +251,7 @@ _COUNTS = {
     "text_rnn": _text_rnn,
     "text_bow": _text_bow,
     "text_nb": _text_nb,
+    "text_region_cnn": _text_region_cnn,
 }
 
 

@@ -75,6 +75,7 @@ BUILDER_KINDS = {
     "text_rnn": "text",
     "text_bow": "text",
     "text_nb": "text",
+    "text_region_cnn": "text",
 }
 _RECIPE_REQUIRED = {"precision": str, "epochs": int, "batch_size": int, "optimizer": dict, "callbacks": dict, "seed": int, "early_stopping_size": int}
 

@@ -180,6 +180,15 @@ SPACES: dict[str, dict] = {
         "batch_size": {"choices": [64, 128]},
         "epochs": {"choices": [2, 3, 4]},
     },
+    "text_region_cnn": {  # each table is max_tokens x maps weights: ~3 min per epoch on IMDB on 2 cores for one table of 30,000 x 1,000
+        "maps": {"choices": [500, 1000]},
+        "region": {"choices": [2, 3, 4]},
+        "pooling": {"choices": ["max", "max_average"]},
+        "dropout": {"low": 0.2, "high": 0.6},
+        "learning_rate": _TEXT_LR,
+        "batch_size": {"choices": [32, 64]},
+        "epochs": {"choices": [2, 3, 4]},
+    },
 }
 
 _FROM_DATA = ("input_shape", "num_classes", "vocabulary")
