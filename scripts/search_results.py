@@ -195,9 +195,13 @@ def main() -> int:
 
     previous = json.loads(OUT.read_text()) if OUT.exists() else {"datasets": []}
     kept = [d for d in previous["datasets"] if d["dataset"] not in args.datasets]
-    measured = [measure(ds, not args.no_timing) for ds in args.datasets if (ROOT / "ensembles" / ds).is_dir()]
+    for d in kept:  # each dataset keeps the run that measured it (files written before this field: the file's run)
+        d.setdefault("measured_by", {"command": previous.get("command"), "date": previous.get("date")})
+    command = "python scripts/search_results.py " + " ".join(args.datasets)
+    measured = [{**measure(ds, not args.no_timing), "measured_by": {"command": command, "date": dt.date.today().isoformat()}}
+                for ds in args.datasets if (ROOT / "ensembles" / ds).is_dir()]
     results = {
-        "command": "python scripts/search_results.py " + " ".join(args.datasets),
+        "command": command,
         "date": dt.date.today().isoformat(),
         "versions": f"keras {keras.__version__}, scikit-learn {sklearn.__version__}",
         "datasets": sorted(kept + measured, key=lambda d: d["dataset"]),

@@ -97,7 +97,9 @@ def search_table() -> str:
         if timing:
             line += f" Predicting the test split: ensemble {timing['ensemble']:.1f} s, best candidate {timing['best_member']:.1f} s ({timing['ensemble'] / timing['best_member']:.1f}x)."
         parts.append(line + "\n")
-    parts.append(f"_Produced by `{results['command']}` on {results['date']} ({results['versions']}); wall times on the 2-core development machine._")
+    runs = dict.fromkeys((d["measured_by"]["command"], d["measured_by"]["date"]) for d in results["datasets"] if "measured_by" in d)
+    produced = "; ".join(f"`{command}` on {date}" for command, date in runs) or f"`{results['command']}` on {results['date']}"
+    parts.append(f"_Produced by {produced} ({results['versions']}); wall times on the 2-core development machine._")
     return "\n".join(parts)
 
 

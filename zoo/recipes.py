@@ -109,6 +109,9 @@ def _v2_schedule(epochs: int, *, lr: float = 2e-3, weight_decay: float = 0.05, s
 _V2 = {
     # name: (dataset, builder, params, epochs)
     "mnist_bn_cnn_v2": ("mnist", "bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3, "augment": "digits"}, 30),
+    "mnist_residual_v2": ("mnist", "residual", {**_IMAGE_FAMILIES["residual"][1], "augment": "digits"}, 30),
+    "mnist_inception_v2": ("mnist", "inception", {**_IMAGE_FAMILIES["inception"][1], "augment": "digits"}, 30),
+    "mnist_sepconv_v2": ("mnist", "sepconv", {**_IMAGE_FAMILIES["sepconv"][1], "augment": "digits"}, 30),
 }
 for _name, (_dataset, _builder, _params, _epochs) in _V2.items():
     RECIPES[_name] = {
