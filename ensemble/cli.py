@@ -281,8 +281,12 @@ def _cmd_distill(args):
     command = (f"ensemble distill {args.path} --student {args.student} {data} --out {args.out} --name {name} "
                f"--temperature {args.temperature:g} --seed {args.seed}" + ("" if args.epochs is None else f" --epochs {args.epochs}")
                + ("" if args.subset is None else f" --subset {args.subset}"))
+    if args.no_backup and args.backup_dir is not None:
+        raise UsageError("--backup-dir and --no-backup: give one of them")
+    backup = None if args.no_backup else (args.backup_dir or Path(args.out) / ".backups" / f"distill_{name}")
     result = ensemble.distill_into(args.path, X, args.student, args.out, name=name, dataset=args.dataset, temperature=args.temperature,
-                                   epochs=args.epochs, seed=args.seed, trusted=args.trust, progress=not args.quiet, command=command)
+                                   epochs=args.epochs, seed=args.seed, trusted=args.trust, progress=not args.quiet, command=command,
+                                   backup_dir=backup)
     return Output({**result, "data": where}, f"{result['name']} written to {result['library']}: distilled in {result['seconds']} s, "
                   f"early-stopping slice {result['metrics']['early_stopping']}")
 
@@ -372,6 +376,9 @@ def build_parser():
     p.add_argument("--temperature", type=float, default=1.0, help="soft labels p**(1/T), renormalised (default: 1)")
     p.add_argument("--epochs", type=positive_int, metavar="N", help="override the student's epochs")
     p.add_argument("--subset", type=positive_int, metavar="N", help="distil on the first N examples only (a smoke run)")
+    p.add_argument("--backup-dir", metavar="DIR", help="folder the student's training backs itself up into after every epoch; the same "
+                   "command run again after a crash or kill resumes from the last completed epoch (default: LIB/.backups/distill_ENTRY)")
+    p.add_argument("--no-backup", action="store_true", help="train the student without a backup (no resumption)")
     trust_args(p)
     data_args(p, "train")
     p.set_defaults(func=_cmd_distill)

@@ -217,7 +217,7 @@ def _plain_list(values) -> list:
 
 
 def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.0, epochs=None, seed=0, trusted=None,
-                 progress=None, command=None):
+                 progress=None, command=None, backup_dir=None):
     """Distil a saved ensemble into a student named by a plug-in, and save it where the plug-in saves students.
 
     What ``ensemble distill DIR --student NAME --out OUT`` does: the student
@@ -249,6 +249,12 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
         The command line recorded with the student (the command-line tool
         passes its own, so that it reproduces the student); by default one
         naming the teacher, student, temperature, epochs and seed.
+    backup_dir : path, optional
+        Folder the student's training backs itself up into after every epoch
+        (passed to the student's ``fit``, as ``zoo.ZooClassifier`` takes it):
+        the same call made again after a crash or a kill resumes from the
+        last completed epoch. The teacher predicts again on resumption; its
+        soft labels must be the same for the backup to be accepted.
 
     Returns
     -------
@@ -261,7 +267,8 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
 
     model, save = make_student(student, epochs=epochs, seed=seed, examples=len(X))
     started = time.perf_counter()
-    distill(teacher, X, model, temperature=temperature, trusted=trusted, progress=progress)
+    fit_params = None if backup_dir is None else {"backup_dir": backup_dir}
+    distill(teacher, X, model, temperature=temperature, trusted=trusted, progress=progress, fit_params=fit_params)
     seconds = time.perf_counter() - started
     if command is None:
         command = f"ensemble distill {teacher} --student {student} --temperature {temperature} --seed {seed}"

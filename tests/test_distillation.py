@@ -1,5 +1,7 @@
 """ensemble.distill: a student trained on a teacher's soft labels, on real MNIST images; ZooClassifier's soft targets."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -77,6 +79,75 @@ def test_a_zoo_student_learns_the_blends_predictions(mnist, teacher):
     # trained on the soft cross-entropy, early-stopped on its slice; model_ then takes integer labels again
     assert len(student.history_["val_loss"]) == 2 and student.early_stopping_scores_["accuracy"] > 0.5
     assert student.model_.loss == "sparse_categorical_crossentropy"
+
+
+def test_a_distillation_interrupted_mid_way_resumes_from_its_backup(tmp_path, mnist, teacher):
+    """fit_params={"backup_dir": ...}: the teacher predicts again, its soft labels match the backup's record, and the
+    student goes on from its last completed epoch instead of starting over."""
+    import keras
+    from interrupt import InterruptAfter
+
+    class Started(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    _, X, X_held = mnist
+    params = {"builder__units": (32,), "epochs": 4, "batch_size": 64, "patience": 10, "random_state": 0}
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.distill(teacher, X, ZooClassifier("mlp", **params), fit_params={"backup_dir": backup, "callbacks": [InterruptAfter(2)]})
+    assert (backup / "state.json").is_file()
+    started = Started()
+    student = ensemble.distill(teacher, X, ZooClassifier("mlp", **params), fit_params={"backup_dir": backup, "callbacks": [started]})
+    assert started.epochs == [2, 3] and len(student.history_["loss"]) == 4
+    assert student.distilled_from_["n_examples"] == 600 and not backup.exists()  # deleted after the successful fit
+    assert student.predict_proba(X_held).shape == (500, 10)
+
+
+def test_the_distill_command_killed_mid_way_resumes_when_run_again(tmp_path, data_dir):
+    """`ensemble distill` backs the student up in LIB/.backups/distill_ENTRY; the same command run again finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sklearn.pipeline import make_pipeline
+
+    import zoo
+    from ensemble.preprocessing import Flatten
+
+    X, y = datasets.load("mnist", "train", data_dir)
+    teacher = BlendClassifier([make_pipeline(Flatten(), LogisticRegression(max_iter=200))]).fit(X[:400], y[:400])
+    ensemble.save(teacher, tmp_path / "teacher")
+    np.savez(tmp_path / "distil.npz", X=X[400:1000], y=y[400:1000])
+    library = tmp_path / "lib"
+    command = [sys.executable, "-m", "ensemble", "distill", str(tmp_path / "teacher"), "--student", "mnist_bn_cnn", "--out", str(library),
+               "--data", str(tmp_path / "distil.npz"), "--epochs", "5", "--quiet"]
+    state_file = library / ".backups" / "distill_distil_student" / "state.json"
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state_file.is_file() and json.loads(state_file.read_text() or "{}").get("epoch", 0) >= 1):
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read().decode()[-3000:]
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        first.stderr.close()
+    done = json.loads(state_file.read_text())["epoch"]
+    assert 1 <= done < 5 and not (library / "registry.yaml").exists()
+
+    both = subprocess.run([*command, "--no-backup", "--backup-dir", str(tmp_path / "b")], check=False, capture_output=True, text=True)
+    assert both.returncode == 2 and "--backup-dir and --no-backup" in both.stderr
+    again = subprocess.run(command, check=False, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not (library / ".backups" / "distill_distil_student").exists()
+    entry = zoo.Registry(library / "registry.yaml").entry("distil_student")
+    assert entry["training"]["epochs_run"] == 5 and entry["distilled_from"]["n_examples"] == 600
 
 
 def test_temperature_softens_or_sharpens_the_targets_as_computed_by_hand(mnist, teacher):
@@ -165,8 +236,6 @@ def test_a_sigmoid_text_model_learns_two_class_soft_targets():
 def test_the_distill_command_writes_a_loadable_library_entry_with_its_provenance(tmp_path, data_dir):
     """`ensemble distill DIR --student RECIPE --out LIB`: a zoo recipe's student, distilled on a few hundred raw MNIST
     images for one epoch, becomes a model-library entry that zoo.load reads back, recording the teacher's manifest sha256."""
-    import json
-
     from sklearn.pipeline import make_pipeline
 
     import zoo
