@@ -259,7 +259,9 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
     Returns
     -------
     dict
-        What the plug-in wrote (``name`` and more), plus ``seconds`` and ``distilled_from``.
+        What the plug-in wrote (``name`` and more), plus ``seconds`` (the
+        student's training time, with that of the epochs a resumed backup held,
+        as the student reports it in ``resumed_seconds_``) and ``distilled_from``.
     """
     import time
 
@@ -274,4 +276,5 @@ def distill_into(teacher, X, student, out, *, name, dataset=None, temperature=1.
         command = f"ensemble distill {teacher} --student {student} --temperature {temperature} --seed {seed}"
         command += "" if epochs is None else f" --epochs {epochs}"
     record = save(model, out, name=name, dataset=dataset, seconds=seconds, examples=len(X), command=command)
+    seconds += getattr(model, "resumed_seconds_", 0.0)  # a student resumed from its backup: the epochs run before
     return {**record, "seconds": round(seconds, 1), "distilled_from": model.distilled_from_}

@@ -42,7 +42,7 @@ clf = ZooClassifier("bn_cnn", builder__filters=(8, 16), epochs=5, batch_size=64,
                     log_dir=os.path.join(out, "logs"))
 clf.fit(X, y, callbacks=[Record()], backup_dir=os.path.join(out, "backup"))
 with open(os.path.join(out, "result.json"), "w") as fh:
-    json.dump({"history": clf.history_, "best_epoch": clf.best_epoch_}, fh)
+    json.dump({"history": clf.history_, "best_epoch": clf.best_epoch_, "resumed_seconds": clf.resumed_seconds_}, fh)
 """
 
 
@@ -71,7 +71,8 @@ def test_a_fit_killed_after_two_epochs_resumes_at_the_third_and_ends_with_the_pl
         first.wait()
         first.stderr.close()
     assert first.returncode == -signal.SIGKILL and not (tmp_path / "result.json").exists()
-    assert (backup / "state.json").is_file()
+    seconds = json.loads((backup / "state.json").read_text())["seconds"]  # the training time of the two epochs backed up
+    assert seconds > 0
 
     subprocess.run([sys.executable, "-c", FIT_SCRIPT, str(tmp_path), "-1"], check=True, capture_output=True)
     ran = [json.loads(line) for line in (tmp_path / "ran.txt").read_text().splitlines()]
@@ -85,6 +86,7 @@ def test_a_fit_killed_after_two_epochs_resumes_at_the_third_and_ends_with_the_pl
     rates = history["learning_rate"]
     assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] == pytest.approx(0.0, abs=1e-9)
     assert result["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+    assert result["resumed_seconds"] == seconds  # added to the resumed process's own time where an entry records it
     rows = (tmp_path / "logs" / "training.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2", "3", "4"]  # one row per epoch, across the restart
     assert not backup.exists()  # deleted after the successful fit

@@ -242,6 +242,10 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
     history_ : dict of lists
         Per-epoch training and slice metrics (``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy``, ``learning_rate``).
+    resumed_seconds_ : float
+        Training time of the epochs that an interrupted fit had backed up in
+        ``backup_dir`` and this fit resumed from (0.0 for a fit that did not
+        resume); the fit's own wall time plus this is the training's whole time.
     best_epoch_ : int
         1-based epoch whose weights ``model_`` holds (the monitored best on
         the slice; the last epoch without a slice).
@@ -524,6 +528,7 @@ class ZooClassifier(ClassifierMixin, BaseEstimator):
         else:  # the epochs of the interrupted fit, then this one's
             self.history_ = backup.history(history.history)
         epochs_run = len(history.epoch) + (0 if backup is None else backup.epochs_before())
+        self.resumed_seconds_ = 0.0 if backup is None else backup.seconds_before()
         self.best_epoch_ = early_stopping.best_epoch + 1 if early_stopping is not None else epochs_run
         self.early_stopping_scores_ = None
 

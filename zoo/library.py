@@ -175,7 +175,8 @@ def prepare_trial(
     hyperparameters : dict
         The values the trial drew from the search space.
     seconds : float
-        Training time.
+        Training time in this process; the training time of epochs resumed
+        from a backup (``clf.resumed_seconds_``) is added to it.
     examples : int
         Number of examples given to ``fit`` (the early-stopping slice included).
     dataset : str, optional
@@ -238,7 +239,8 @@ def write_model(
     dataset : str or None
         The zoo dataset it was trained on (None for a user's data).
     seconds : float
-        Training time.
+        Training time in this process; the training time of epochs resumed
+        from a backup (``clf.resumed_seconds_``) is added to it.
     examples : int
         Examples given to ``fit``, its early-stopping slice included.
     metrics : dict
@@ -311,7 +313,7 @@ def write_model(
     entry["training"] = {
         "epochs_run": len(clf.history_["loss"]),
         "best_epoch": int(clf.best_epoch_),
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds + getattr(clf, "resumed_seconds_", 0.0), 1),
         "fit_examples": int(examples) - es_examples,
         "early_stopping_examples": es_examples,
         "subset": subset,

@@ -45,6 +45,10 @@ Decisions:
   a kill while the slice is scored still resumes). A fit that raises keeps it.
 - A resumed fit is not bit-identical to an uninterrupted one: batch order
   and dropout draws after the restart start again from the seed.
+- ``state.json`` also records ``seconds``: the training time of the epochs
+  backed up, summed over every process that ran them (the time of an epoch a
+  kill cut short is lost with it), so a resumed training reports the time all
+  its epochs took, not only the last process's (:meth:`TrainingBackup.seconds_before`).
 - ``CSVLogger`` appends after a restart; rows of epochs the backup does not
   hold (run after the last backup) are dropped first (:func:`trim_csv`).
 """
@@ -55,6 +59,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +104,7 @@ class TrainingBackup:
         self.folder = Path(folder)
         self.fingerprint = fingerprint
         self.state = None
-        self._before = ({}, 0)  # history and epochs of the interrupted fit(s), as opened
+        self._before = ({}, 0, 0.0)  # history, epochs and training seconds of the interrupted fit(s), as opened
 
     def open(self, seed: int) -> None:
         """Check the folder and read its verified state (``self.state``); a fresh backup records ``seed``.
@@ -137,12 +142,12 @@ class TrainingBackup:
             with np.load(path, allow_pickle=False) as arrays:
                 state["best_weights_arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
         self.state = state
-        self._before = ({k: list(v) for k, v in state["history"].items()}, int(state["epoch"]))
+        self._before = ({k: list(v) for k, v in state["history"].items()}, int(state["epoch"]), float(state.get("seconds", 0.0)))
 
     def _start(self, seed: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.state = {"format": _FORMAT, "fingerprint": self.fingerprint, "seed": int(seed), "epoch": 0, "stopped": False,
-                      "history": {}, "callbacks": {}, "weights_sha256": None, "best_weights": None}
+                      "history": {}, "callbacks": {}, "weights_sha256": None, "best_weights": None, "seconds": 0.0}
         self._write(self.state)
 
     def _verify_weights(self, state: dict) -> None:
@@ -180,6 +185,10 @@ class TrainingBackup:
         """Epochs completed before this process started (0 for a fresh fit)."""
         return self._before[1]
 
+    def seconds_before(self) -> float:
+        """Training seconds of the epochs completed before this process started (0.0 for a fresh fit)."""
+        return self._before[2]
+
     def remove(self) -> None:
         """Delete the backup (after a successful fit)."""
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -193,6 +202,7 @@ def _state_callback(backup: TrainingBackup, tracked: list):
 
         def on_train_begin(self, logs=None):
             state = backup.state
+            self.started = time.perf_counter()
             self.history = {k: list(v) for k, v in state["history"].items()}
             if state["epoch"] == 0:
                 return
@@ -215,7 +225,8 @@ def _state_callback(backup: TrainingBackup, tracked: list):
                     if state["best_weights"] is None or callback.best_epoch == epoch:
                         state["best_weights"] = _write_best(backup.folder, epoch, callback.best_weights)
             state.update(epoch=epoch + 1, stopped=bool(self.model.stop_training), history=self.history, callbacks=saved,
-                         weights_sha256=sha256_file(backup.folder / _WEIGHTS))
+                         weights_sha256=sha256_file(backup.folder / _WEIGHTS),
+                         seconds=round(backup.seconds_before() + time.perf_counter() - self.started, 1))
             backup._write(state)
             for old in backup.folder.glob("best-*.npz"):
                 if state["best_weights"] is None or old.name != state["best_weights"]["file"]:
