@@ -112,6 +112,9 @@ _V2 = {
     "mnist_residual_v2": ("mnist", "residual", {**_IMAGE_FAMILIES["residual"][1], "augment": "digits"}, 30),
     "mnist_inception_v2": ("mnist", "inception", {**_IMAGE_FAMILIES["inception"][1], "augment": "digits"}, 30),
     "mnist_sepconv_v2": ("mnist", "sepconv", {**_IMAGE_FAMILIES["sepconv"][1], "augment": "digits"}, 30),
+    "fashion_mnist_bn_cnn_v2": (
+        "fashion_mnist", "bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3, "augment": "flip_crop_erase", "width": 2}, 40,
+    ),
 }
 for _name, (_dataset, _builder, _params, _epochs) in _V2.items():
     RECIPES[_name] = {
