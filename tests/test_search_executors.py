@@ -86,6 +86,8 @@ def test_the_process_executor_without_a_guard_fails_fast_naming_the_guard(tmp_pa
     assert not Registry(tmp_path / "lib").names()  # no trial ran
 
 
+# slow (about 45 s unloaded, twenty trials in one process): run with -m slow
+@pytest.mark.slow
 def test_memory_stays_bounded_over_twenty_in_process_trials(tmp_path):
     """RSS after each of 20 small in-process trials (one search resumed one trial further each time).
 

@@ -88,6 +88,8 @@ def test_a_second_search_resumes_the_postgres_study_up_to_the_new_total(postgres
     assert again["trials"]["complete"] == 6 and len(optuna.load_study(study_name=study, storage=postgres_url).trials) == len(trials)
 
 
+# slow (a Dask cluster on PostgreSQL, about 35 s unloaded); the same kill on SQLite runs by default (test_search_dask.py)
+@pytest.mark.slow
 def test_a_dask_worker_killed_during_a_trial_loses_nothing(postgres_url, tmp_path):
     distributed = pytest.importorskip("distributed")
     library, study = tmp_path / "lib", unique_study()
