@@ -115,6 +115,7 @@ _V2 = {
     "fashion_mnist_bn_cnn_v2": (
         "fashion_mnist", "bn_cnn", {"filters": [32, 64, 128], "dense": 128, "dropout": 0.3, "augment": "flip_crop_erase", "width": 2}, 40,
     ),
+    "fashion_mnist_residual_v2": ("fashion_mnist", "residual", {**_IMAGE_FAMILIES["residual"][1], "augment": "flip_crop_erase"}, 30),
 }
 for _name, (_dataset, _builder, _params, _epochs) in _V2.items():
     RECIPES[_name] = {
