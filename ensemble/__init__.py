@@ -17,6 +17,7 @@ from ensemble.distillation import distill, distill_into
 from ensemble.diversity import Diversity, diversity
 from ensemble.kinds import MemberKind, kind_of, register_member_kind
 from ensemble.persistence import load, save
+from ensemble.refitting import refit
 from ensemble.selection import select
 from ensemble.serving import export_saved_model
 from ensemble.stack import StackClassifier, StackRegressor
@@ -36,6 +37,7 @@ __all__ = [
     "kind_of",
     "load",
     "predict_chunked",
+    "refit",
     "register_member_kind",
     "save",
     "select",

@@ -17,7 +17,9 @@ turns the files of version 0.1 into that format
 (:func:`ensemble.migrations.convert`). ``export`` fuses a saved ensemble into
 one model and writes it as a TensorFlow SavedModel
 (:func:`ensemble.export_saved_model`). Member predictions are cached (``--cache``,
-default ``$ZOO_CACHE_DIR/predictions``). ``diversity`` compares ``--members``,
+default ``$ZOO_CACHE_DIR/predictions``). ``refit`` refits a saved ensemble's
+scikit-learn members on more data, its weights kept (:func:`ensemble.refit`);
+``distill`` trains one student on its soft labels. ``diversity`` compares ``--members``,
 the models of a ``--library``, or both. :mod:`ensemble.plots` draws ``--plot``.
 
 Design decisions: this module parses and checks the command line, calls the
@@ -291,6 +293,45 @@ def _cmd_distill(args):
                   f"early-stopping slice {result['metrics']['early_stopping']}")
 
 
+def _cmd_refit(args):
+    """Refit the members of a saved ensemble on more data (:func:`ensemble.refit`), keeping its weights; save the result.
+
+    The new bundle's metadata is the old one's, with ``command``, a ``label``
+    ending in ``, refit`` and a ``refit`` record (the folder refit from, the
+    data, the members refit and kept); the member rows (validation scores of
+    the members as first fitted) are kept, those of refit members marked
+    ``"refit": true``.
+    """
+    import numpy as np
+
+    import ensemble
+
+    path = Path(args.path)
+    _check_out(args.out)
+    if Path(args.out).resolve() == path.resolve():
+        raise UsageError(f"--out {escape(str(args.out))} is the ensemble being refit; write the refit ensemble to another folder")
+    if args.data or args.split != "train+validation":
+        X, y, where = _load_data(args, args.split)
+    else:
+        (X1, y1, _), (X2, y2, _) = _load_data(args, "train"), _load_data(args, "validation")
+        X, y = np.concatenate([X1, X2]), np.concatenate([y1, y2])
+        where = evaluation.data_record(X, y, dataset=args.dataset, split=args.split)
+    model, metadata = _load_ensemble(path, args)
+    refit = ensemble.refit(model, X, y, verbose=0 if args.quiet else 1)
+    done, kept = refit.refit_["members"], refit.refit_["kept"]
+    rows = [{**r, "refit": True} if isinstance(r, dict) and r.get("name") in done else r for r in metadata.get("members", [])]
+    record = {"from": str(path.resolve()), "on": where, "members": done, "kept": kept}
+    label = f"{metadata.get('label') or type(model).__name__}, refit"
+    ensemble.save(refit, args.out, metadata={**metadata, "command": "ensemble refit", "label": label, "members": rows, "refit": record})
+    print(f"refit ensemble written to {escape(str(args.out))}", file=sys.stderr)
+    text = "\n".join([
+        f"refit on {where['n']} examples: {', '.join(done) or 'none'}",
+        *(f"kept {name}: {reason}" for name, reason in kept.items()),
+        f"written to {args.out}",
+    ])
+    return Output({"out": str(args.out), "refit": record}, text)
+
+
 def build_parser():
     parser, sub, common = make_parser("ensemble", "Blend and stack zoo models and saved scikit-learn/XGBoost models.")
     datasets = sources.dataset_names()  # registered by the plug-ins
@@ -389,6 +430,16 @@ def build_parser():
     p.add_argument("--plot", metavar="FILE.png", help="draw the error-correlation heatmap and accuracies (matplotlib)")
     data_args(p, "validation")
     p.set_defaults(func=_cmd_diversity)
+
+    p = sub.add_parser("refit", parents=[common], help="refit a saved ensemble's scikit-learn members on more data, keeping its weights")
+    p.add_argument("path", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR2", help="saved-ensemble folder to write (replaced atomically)")
+    p.add_argument("--dataset", choices=datasets or None, help="dataset whose split to use")
+    p.add_argument("--split", choices=["train", "validation", "test", "train+validation"], default="train+validation",
+                   help="split to refit on (default: train+validation, the two concatenated)")
+    p.add_argument("--data", metavar="FILE.npz", help="your own arrays X and y instead of a dataset split")
+    trust_args(p)
+    p.set_defaults(func=_cmd_refit)
     for action in sub.choices.values():
         action.set_defaults(needs_tensorflow=True)
     return parser
